@@ -1,0 +1,1 @@
+"""Command line: ``parser`` builds the argparse parser, ``run`` runs, ``demo`` demos."""

@@ -1,0 +1,233 @@
+"""``bidsdeid`` entry point: parse, check, set up, run a level, exit with a meaning.
+
+Users see one line per problem and an exit code (see ``bidsdeid --help``); the full
+details, tracebacks included, go to ``PRIVATE_DIR/logs/<run id>/bidsdeid.log``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from bidsdeid import __version__
+from bidsdeid.cli.parser import build_parser
+from bidsdeid.config import DefaceOptions, DeidOptions, RunConfig
+from bidsdeid.errors import (BidsdeidError, CannotCreateOutput, ExitCode, MissingInputError,
+                             NotImplementedOption, UsageError)
+
+log = logging.getLogger("bidsdeid")
+
+# Options of the interface that this build cannot honour yet: using one exits 64 with a
+# message instead of being silently ignored. Each entry goes when its feature lands.
+NOT_IMPLEMENTED: dict[str, str] = {
+    "rules_file": "--rules",
+    "id_map": "--id-map",
+    "dry_run": "--dry-run",
+    "inventory_only": "--inventory-only",
+    "send_to": "--send-to",
+    "clean_structured_content": "--clean-structured-content",
+    "clean_graphics": "--clean-graphics",
+}
+
+
+def _is_inside(child: Path, parent: Path) -> bool:
+    try:
+        child.resolve().relative_to(parent.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def _abs(p: Path) -> Path:
+    return Path(os.path.abspath(p.expanduser()))
+
+
+def config_from_args(args: object) -> RunConfig:
+    """Build the run config and check the places (exit 64/66 on a bad combination)."""
+    a = args  # argparse.Namespace
+    for dest, flag in NOT_IMPLEMENTED.items():
+        if getattr(a, dest, None):
+            raise NotImplementedOption(flag)
+    bids_dir = _abs(a.bids_dir)
+    if not bids_dir.is_dir():
+        raise MissingInputError(f"BIDS_DIR {a.bids_dir} does not exist or is not a folder")
+    output_dir = _abs(a.output_dir)
+    private_dir = _abs(a.private_dir) if a.private_dir else output_dir.with_name(
+        output_dir.name + "_private")
+    work_dir = _abs(a.work_dir) if a.work_dir else private_dir / "work"
+    places = {"OUTPUT_DIR": output_dir, "private dir": private_dir, "work dir": work_dir}
+    for name, place in places.items():
+        if _is_inside(place, bids_dir) or _is_inside(bids_dir, place):
+            raise UsageError(
+                f"the {name} ({place}) must not be inside BIDS_DIR ({bids_dir}) or contain it: "
+                f"bidsdeid never writes into its input. Try {bids_dir.parent / (bids_dir.name + '_deid')}")
+    if _is_inside(private_dir, output_dir) or _is_inside(output_dir, private_dir):
+        raise UsageError(f"the private dir ({private_dir}) and OUTPUT_DIR ({output_dir}) must "
+                         "be separate: the private dir holds identifying data and must never "
+                         "be shared with the output")
+    if _is_inside(work_dir, output_dir):
+        raise UsageError(f"the work dir ({work_dir}) must not be inside OUTPUT_DIR: it holds "
+                         "identifying intermediate files")
+    if a.drop_demographics and a.include_sex:
+        raise UsageError("--drop-demographics and --include-sex contradict each other")
+    if a.id_map and a.relabel != "keep":
+        raise UsageError("--id-map and --relabel are alternatives: give one of them")
+    if a.send_to and not a.dicom_out:
+        raise UsageError("--send-to sends the --dicom-out files: add --dicom-out")
+    if a.template and not 1 <= len(a.template) <= 3:
+        raise UsageError("--template takes HEAD [FACE_MASK [BRAIN_MASK]]")
+    filters = a.bids_filter_file
+    deid = DeidOptions(
+        retain_safe_private=a.retain_safe_private,
+        retain_uids=a.retain_uids,
+        retain_device_identity=a.retain_device_identity,
+        retain_institution_identity=a.retain_institution_identity,
+        retain_patient_characteristics=a.retain_patient_characteristics,
+        retain_longitudinal=a.retain_longitudinal,
+        clean_descriptors=a.clean_descriptors,
+        clean_structured_content=a.clean_structured_content,
+        clean_graphics=a.clean_graphics,
+    )
+    deface = DefaceOptions(
+        modalities=a.deface_modalities,
+        age_months=a.age_months,
+        template=[str(_abs(Path(t))) for t in a.template] if a.template else None,
+        template_registry=str(a.template_registry) if a.template_registry else None,
+        remove_ears=a.remove_ears,
+        method="reface" if a.reface else "zero",
+        sloppy=a.sloppy,
+    )
+    run_id = dt.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
+    return RunConfig(
+        bids_dir=bids_dir, output_dir=output_dir, analysis_level=a.analysis_level,
+        private_dir=private_dir, work_dir=work_dir,
+        participant_label=a.participant_label, session_label=a.session_label,
+        bids_filter_file=Path(filters["path"]) if filters else None,
+        bids_filters=filters["filters"] if filters else None,
+        nprocs=a.nprocs, omp_nthreads=a.omp_nthreads or a.nprocs, mem_gb=a.mem_gb,
+        skip_bids_validation=a.skip_bids_validation, verbosity=a.verbose,
+        dicom_out=a.dicom_out, relabel=a.relabel, id_map=a.id_map,
+        include_sex=a.include_sex, drop_demographics=a.drop_demographics,
+        mapping_file=a.mapping_file, rules_file=a.rules_file, force=a.force,
+        dry_run=a.dry_run, inventory_only=a.inventory_only, send_to=a.send_to,
+        deid=deid, deface=deface, run_id=run_id,
+    )
+
+
+def prepare_places(config: RunConfig) -> None:
+    """Create the private dir (0700) with its log dir, and the work dir (exit 73 if not)."""
+    try:
+        config.private_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(config.private_dir, 0o700)
+        config.log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        config.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise CannotCreateOutput(f"cannot create {exc.filename or config.private_dir}: "
+                                 f"{exc.strerror or exc}") from exc
+
+
+def setup_logging(verbosity: int, log_file: Path | None) -> None:
+    """Console: warnings (-v info, -vv debug). Log file: everything, tracebacks too."""
+    root = logging.getLogger("bidsdeid")
+    root.setLevel(logging.DEBUG)
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel([logging.WARNING, logging.INFO, logging.DEBUG][min(verbosity, 2)])
+    console.setFormatter(logging.Formatter("bidsdeid: %(message)s"))
+    root.addHandler(console)
+    if log_file is not None:
+        fh = logging.FileHandler(log_file, encoding="utf-8")
+        os.chmod(log_file, 0o600)
+        fh.setLevel(logging.DEBUG)
+        fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        root.addHandler(fh)
+    root.propagate = False
+
+
+def _set_thread_env(config: RunConfig) -> None:
+    """Threads for ITK/ANTs and BLAS, set before antspyx is imported."""
+    n = str(config.omp_nthreads)
+    os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", n)
+    os.environ.setdefault("OMP_NUM_THREADS", n)
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", n)
+    os.environ.setdefault("MKL_NUM_THREADS", n)
+    os.environ.setdefault("NIPYPE_NO_ET", "1")  # no telemetry, no network
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: 0 for --help/--version, 2 for usage errors
+        code = exc.code if isinstance(exc.code, int) else 1
+        return ExitCode.USAGE if code == 2 else code
+    setup_logging(args.verbose, None)
+    try:
+        config = config_from_args(args)
+        _set_thread_env(config)
+        prepare_places(config)
+        setup_logging(config.verbosity, config.log_dir / "bidsdeid.log")
+        config.save()
+        log.info("bidsdeid %s, %s level, run %s", __version__, config.analysis_level,
+                 config.run_id)
+        return int(_run_level(config))
+    except BidsdeidError as exc:
+        log.error("%s", exc.message)
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+    except Exception as exc:  # noqa: BLE001
+        log.debug("%s", traceback.format_exc())
+        log.error("internal error (%s: %s); the log in the private dir has the details",
+                  type(exc).__name__, exc)
+        return int(ExitCode.FAILURE)
+
+
+def _run_level(config: RunConfig) -> ExitCode:
+    from bidsdeid.privacy.keys import ProjectKey
+    from bidsdeid.progress import Progress
+
+    key = ProjectKey.load_or_create(config.private_dir)
+    progress = Progress()
+    if config.analysis_level == "group":
+        from bidsdeid import group
+
+        return ExitCode(group.run(config, key, progress))
+    from bidsdeid import participant
+    from bidsdeid.bids.discover import discover, select
+
+    found = discover(config.bids_dir)
+    for bad in found.invalid:
+        log.error("%s: not a valid participant folder (labels are letters and digits only)",
+                  bad)
+    labels = select(found, config.participant_label)
+    results = participant.run(config, key, labels, progress)
+    failed = [r for r in results if r.status == "failed"]
+    for r in results:
+        if r.status == "failed":
+            log.error("sub-%s FAILED:", r.input_label)
+            for line in r.problems:
+                if line.startswith("error"):
+                    log.error("  %s", line)
+        else:
+            log.info("sub-%s %s (%d files, %.1f s)", r.input_label, r.status, r.n_files,
+                     r.seconds)
+    summary = (f"{len(results) - len(failed)} of {len(results)} participant(s) complete; "
+               f"shareable output in {config.output_dir}, private data in {config.private_dir}")
+    if failed:
+        log.error("%s", summary)
+    else:
+        print(f"bidsdeid: {summary}")
+    if failed or found.invalid:
+        return ExitCode.FAILURE
+    return ExitCode.SUCCESS
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

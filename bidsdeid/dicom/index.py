@@ -1,0 +1,306 @@
+"""Index the raw DICOM of one participant: headers only, grouped by study and series.
+
+Reads ``BIDS_DIR/sourcedata/sub-<label>[/ses-<label>]/**`` with any nesting and any
+file names (extension or not). Every file is either indexed or reported as skipped
+with a reason (DICOMDIR, not DICOM, truncated, unreadable, ...): nothing is lost
+silently. Pixel data is never loaded here; a truncated file is detected by comparing
+the declared pixel data length with the file size.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import struct
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pydicom
+from pydicom.dataset import Dataset, FileDataset
+from pydicom.errors import InvalidDicomError
+
+from bidsdeid.errors import DataError
+
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+_LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UC", b"UN", b"UR", b"UT"}
+_SKIP_NAMES = {"dicomdir", ".ds_store", "thumbs.db", "desktop.ini"}
+
+
+@dataclass
+class SkippedFile:
+    """A file under sourcedata that is not converted, and why (reported, never silent)."""
+
+    path: Path
+    reason: str
+
+
+@dataclass
+class DicomFile:
+    """One indexed DICOM file (header facts needed to plan; no pixel data)."""
+
+    path: Path
+    size: int
+    sop_class_uid: str
+    sop_instance_uid: str
+    instance_number: int | None
+    n_frames: int
+    has_pixels: bool
+
+
+@dataclass
+class DicomSeries:
+    """All files of one series, in one session, with the header of its first file."""
+
+    session: str | None
+    study_uid: str
+    series_uid: str
+    series_number: int | None
+    modality: str
+    sop_class_uid: str
+    header: Dataset  # first file, read without pixel data (holds PHI: keep private)
+    files: list[DicomFile] = field(default_factory=list)
+
+    @property
+    def n_files(self) -> int:
+        return len(self.files)
+
+    @property
+    def n_frames(self) -> int:
+        return sum(f.n_frames for f in self.files)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def sort(self) -> None:
+        self.files.sort(key=lambda f: (f.instance_number if f.instance_number is not None
+                                       else 1 << 30, f.path.name))
+
+
+@dataclass
+class ParticipantDicom:
+    """The DICOM index of one participant."""
+
+    label: str
+    root: Path
+    series: list[DicomSeries] = field(default_factory=list)
+    skipped: list[SkippedFile] = field(default_factory=list)
+
+    @property
+    def sessions(self) -> list[str | None]:
+        return sorted({s.session for s in self.series}, key=lambda x: (x is not None, x or ""))
+
+    def by_session(self, session: str | None) -> list[DicomSeries]:
+        return [s for s in self.series if s.session == session]
+
+
+def participant_dicom_root(bids_dir: Path, label: str) -> Path:
+    return bids_dir / "sourcedata" / f"sub-{label}"
+
+
+def iter_files(root: Path, skipped: list[SkippedFile]) -> Iterator[Path]:
+    """Walk ``root`` (no symlinked folders: they can loop), sorted, reporting oddities."""
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=None):
+        here = Path(dirpath)
+        keep_dirs = []
+        for d in sorted(dirnames):
+            p = here / d
+            if p.is_symlink():
+                skipped.append(SkippedFile(p, "symbolic link to a folder (not followed)"))
+            elif d.startswith("."):
+                skipped.append(SkippedFile(p, "hidden folder"))
+            else:
+                keep_dirs.append(d)
+        dirnames[:] = keep_dirs
+        for name in sorted(filenames):
+            yield here / name
+
+
+_PIXEL_TAGS = {b"\xe0\x7f\x10\x00", b"\xe0\x7f\x08\x00", b"\xe0\x7f\x09\x00",
+               b"\x7f\xe0\x00\x10", b"\x7f\xe0\x00\x08", b"\x7f\xe0\x00\x09"}
+
+
+def _pixel_data_check(fp: "pydicom.filebase.ReadableBuffer", size: int,
+                      ds: Dataset) -> tuple[bool, str | None]:
+    """With ``fp`` where ``stop_before_pixels`` left it, check the pixel data element.
+
+    Returns (has pixel data, problem or None): a declared length longer than the file
+    means the file is truncated.
+    """
+    pos = fp.tell()
+    head = fp.read(12)
+    if len(head) == 0:
+        return False, None
+    if head[:4] not in _PIXEL_TAGS:
+        return False, None
+    if len(head) < 8:
+        return True, "truncated (ends inside the pixel data header)"
+    little = getattr(ds, "is_little_endian", True)
+    implicit = getattr(ds, "is_implicit_VR", False)
+    endian = "<" if little is not False else ">"
+    if implicit:
+        length = struct.unpack(endian + "I", head[4:8])[0]
+        start = pos + 8
+    elif head[4:6] in _LONG_VRS:
+        length = struct.unpack(endian + "I", head[8:12])[0]
+        start = pos + 12
+    else:
+        length = struct.unpack(endian + "H", head[6:8])[0]
+        start = pos + 8
+    if length == 0xFFFFFFFF:  # encapsulated: must end with a sequence delimiter
+        fp.seek(max(size - 8, 0))
+        tail = fp.read(8)
+        if tail[:4] not in (b"\xfe\xff\xdd\xe0", b"\xff\xfe\xe0\xdd"):
+            return True, "truncated (encapsulated pixel data has no end)"
+        return True, None
+    if start + length > size:
+        return True, f"truncated (pixel data needs {start + length} bytes, file has {size})"
+    return True, None
+
+
+@dataclass
+class _Read:
+    path: Path
+    ds: Dataset | None
+    file: DicomFile | None
+    problem: str | None
+
+
+def read_header(path: Path) -> _Read:
+    """Read one file's header (no pixels); classify it as indexed or skipped."""
+    name = path.name.lower()
+    if name in _SKIP_NAMES:
+        return _Read(path, None, None, "DICOMDIR or system file (ignored)"
+                     if name == "dicomdir" else "system file (ignored)")
+    try:
+        st = path.stat()
+    except OSError as exc:
+        return _Read(path, None, None, f"cannot read ({exc.strerror})")
+    if not stat.S_ISREG(st.st_mode):
+        return _Read(path, None, None, "not a regular file")
+    if st.st_size == 0:
+        return _Read(path, None, None, "empty file (0 bytes)")
+    try:
+        with open(path, "rb") as fp:
+            try:
+                ds = pydicom.dcmread(fp, stop_before_pixels=True)
+            except InvalidDicomError:
+                fp.seek(0)
+                ds = pydicom.dcmread(fp, stop_before_pixels=True, force=True)
+                if "SOPInstanceUID" not in ds or "SOPClassUID" not in ds:
+                    return _Read(path, None, None, "not a DICOM file")
+            has_pixels, problem = _pixel_data_check(fp, st.st_size, ds)
+    except PermissionError:
+        return _Read(path, None, None, "cannot read (permission denied)")
+    except OSError as exc:
+        return _Read(path, None, None, f"cannot read ({exc.strerror or exc})")
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds on corrupt input
+        return _Read(path, None, None, f"not a readable DICOM file ({type(exc).__name__})")
+    if problem:
+        return _Read(path, None, None, problem)
+    meta = getattr(ds, "file_meta", None)
+    media_class = str(getattr(meta, "MediaStorageSOPClassUID", "")) if meta else ""
+    if media_class == MEDIA_STORAGE_DIRECTORY or "DirectoryRecordSequence" in ds:
+        return _Read(path, None, None, "DICOMDIR (ignored)")
+    try:
+        sop_class = str(ds.SOPClassUID)
+        sop_inst = str(ds.SOPInstanceUID)
+        series_uid = str(ds.get("SeriesInstanceUID", "") or "")
+        study_uid = str(ds.get("StudyInstanceUID", "") or "")
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        inst = ds.get("InstanceNumber")
+        inst_n = int(inst) if inst not in (None, "") else None
+    except Exception:  # noqa: BLE001
+        return _Read(path, None, None, "DICOM header is missing or has malformed key attributes")
+    if not series_uid or not sop_inst:
+        return _Read(path, None, None, "DICOM file without SeriesInstanceUID/SOPInstanceUID")
+    return _Read(path, ds, DicomFile(path, st.st_size, sop_class, sop_inst, inst_n, frames,
+                                     has_pixels), None)
+
+
+def patient_key(ds: Dataset) -> str:
+    """What tells two patients apart in one folder (PatientID, else name + birth date)."""
+    pid = str(ds.get("PatientID", "") or "").strip()
+    if pid:
+        return "id:" + pid
+    return "name:" + str(ds.get("PatientName", "") or "").strip() + "|" + str(
+        ds.get("PatientBirthDate", "") or "")
+
+
+def index_participant(bids_dir: Path, label: str, *,
+                      on_header: Callable[[Dataset], None] | None = None,
+                      sessions: list[str] | None = None) -> ParticipantDicom:
+    """Index ``sourcedata/sub-<label>``.
+
+    ``on_header`` is called with every header read (the identifier collector uses it:
+    every file's PHI is seen, not only the first per series). ``sessions`` restricts
+    to those session labels. Raises :class:`DataError` if the folder holds more than
+    one patient (the message names the folder, never the patient).
+    """
+    root = participant_dicom_root(bids_dir, label)
+    result = ParticipantDicom(label=label, root=root)
+    if not root.is_dir():
+        return result
+    ses_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink()
+                      and p.name.startswith("ses-"))
+    groups: dict[tuple[str | None, str, str], DicomSeries] = {}
+    patients: set[str] = set()
+
+    def add_tree(tree: Path, session: str | None) -> None:
+        for path in iter_files(tree, result.skipped):
+            if session is None and ses_dirs and path.parent == root:
+                result.skipped.append(SkippedFile(path, "file outside the ses-* folders"))
+                continue
+            if path.is_symlink() and not path.exists():
+                result.skipped.append(SkippedFile(path, "broken symbolic link"))
+                continue
+            r = read_header(path)
+            if r.problem or r.ds is None or r.file is None:
+                result.skipped.append(SkippedFile(path, r.problem or "unreadable"))
+                continue
+            if on_header is not None:
+                on_header(r.ds)
+            patients.add(patient_key(r.ds))
+            study_uid = str(r.ds.get("StudyInstanceUID", "") or "")
+            key = (session, study_uid, str(r.ds.SeriesInstanceUID))
+            series = groups.get(key)
+            if series is None:
+                sn = r.ds.get("SeriesNumber")
+                try:
+                    series_number = int(sn) if sn not in (None, "") else None
+                except (TypeError, ValueError):
+                    series_number = None
+                series = DicomSeries(session=session, study_uid=study_uid,
+                                     series_uid=str(r.ds.SeriesInstanceUID),
+                                     series_number=series_number,
+                                     modality=str(r.ds.get("Modality", "") or ""),
+                                     sop_class_uid=r.file.sop_class_uid, header=r.ds)
+                groups[key] = series
+            series.files.append(r.file)
+
+    if ses_dirs:
+        for sd in ses_dirs:
+            ses = sd.name[len("ses-"):]
+            if not ses.isalnum():
+                raise DataError(f"sourcedata/sub-{label}/{sd.name}: session label has "
+                                "characters other than letters and digits")
+            if sessions is not None and ses not in sessions:
+                continue
+            add_tree(sd, ses)
+        for p in sorted(root.iterdir()):
+            if p.is_file():
+                result.skipped.append(SkippedFile(p, "file outside the ses-* folders"))
+            elif p.is_dir() and not p.name.startswith("ses-"):
+                result.skipped.append(SkippedFile(p, "folder outside the ses-* folders"))
+    else:
+        add_tree(root, None)
+    if len(patients) > 1:
+        raise DataError(f"sourcedata/sub-{label} holds DICOM of {len(patients)} different "
+                        "patients; put each patient in its own sub-<label> folder")
+    for s in groups.values():
+        s.sort()
+    result.series = sorted(groups.values(), key=lambda s: (
+        s.session or "", s.series_number if s.series_number is not None else 1 << 30,
+        s.series_uid))
+    return result

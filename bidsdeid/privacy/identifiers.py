@@ -1,0 +1,236 @@
+"""Identifiers collected from a participant's inputs, for the leak scan.
+
+Every value that could identify the person, the site or the visit is recorded here
+before anything is scrubbed: names (and their parts), IDs, dates (in every form a
+converter might print them), original UIDs, institution, station, serials, free text
+and original labels. The leak scan (:mod:`bidsdeid.privacy.leakscan`) then searches
+every byte of the shareable output for them and fails closed on a hit.
+
+The collection is stored in PRIVATE_DIR (it *is* PHI) so the group level can rescan
+the whole dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.uid import UID_dictionary
+
+from bidsdeid.privacy.dates import parse_da
+from bidsdeid.utils.atomic import write_json
+
+KINDS = ("name", "id", "date", "uid", "institution", "device", "text", "label")
+"""Kinds of identifier. ``text`` is free text (descriptions, comments); ``label`` an
+original participant/session label that was replaced by a pseudonym."""
+
+MIN_TOKEN_LEN = 3
+_MIN_NUMERIC_LEN = 5  # a bare number shorter than this matches too much by chance
+
+# Attributes (keywords) whose values identify, by kind. PN values are names whatever
+# their keyword; DA/DT values are dates; UI values are UIDs unless they are a public
+# (class / transfer syntax) UID.
+_KEYWORD_KINDS: dict[str, str] = {
+    "PatientID": "id", "OtherPatientIDs": "id", "IssuerOfPatientID": "institution",
+    "AccessionNumber": "id", "StudyID": "id", "MedicalRecordLocator": "id",
+    "PatientAddress": "text", "PatientTelephoneNumbers": "id", "MilitaryRank": "text",
+    "EthnicGroup": "text", "Occupation": "text", "PatientInsurancePlanCodeSequence": "text",
+    "RequestAttributesSequence": "text", "RequestedProcedureID": "id",
+    "ScheduledProcedureStepID": "id", "PerformedProcedureStepID": "id",
+    "AdmissionID": "id", "ServiceEpisodeID": "id", "VisitComments": "text",
+    "InstitutionName": "institution", "InstitutionAddress": "institution",
+    "InstitutionalDepartmentName": "institution", "InstitutionalDepartmentTypeCodeSequence":
+    "institution", "StationName": "device", "DeviceSerialNumber": "device",
+    "DeviceUID": "uid", "PerformedStationName": "device", "PerformedLocation": "institution",
+    "ScheduledStationName": "device", "ScheduledProcedureStepLocation": "institution",
+    "SourceApplicationEntityTitle": "device", "SendingApplicationEntityTitle": "device",
+    "ReceivingApplicationEntityTitle": "device", "DetectorID": "device",
+    "GantryID": "device", "PlateID": "device", "CassetteID": "device",
+    "DeviceID": "device", "ResponsibleOrganization": "institution",
+    "StudyDescription": "text", "SeriesDescription": "text", "ProtocolName": "text",
+    "PerformedProcedureStepDescription": "text", "RequestedProcedureDescription": "text",
+    "ImageComments": "text", "PatientComments": "text", "AdditionalPatientHistory": "text",
+    "StudyComments": "text", "AcquisitionComments": "text", "DerivationDescription": "text",
+    "ReasonForTheRequestedProcedure": "text", "AdmittingDiagnosesDescription": "text",
+    "MedicalAlerts": "text", "Allergies": "text", "PatientState": "text",
+    "TextValue": "text", "ContentLabel": "text", "ContentDescription": "text",
+    "IconImageSequence": "text", "FillerOrderNumberImagingServiceRequest": "id",
+    "PlacerOrderNumberImagingServiceRequest": "id", "ClinicalTrialSubjectID": "id",
+    "ClinicalTrialSubjectReadingID": "id", "ClinicalTrialSiteName": "institution",
+    "ClinicalTrialSiteID": "id", "ClinicalTrialSponsorName": "institution",
+    "ClinicalTrialProtocolName": "text", "ClinicalTrialProtocolID": "id",
+    "ClinicalTrialTimePointID": "id", "PatientBirthName": "name",
+    "PatientMotherBirthName": "name", "CountryOfResidence": "text", "RegionOfResidence": "text",
+    "CurrentPatientLocation": "institution", "PatientInstitutionResidence": "institution",
+    "BranchOfService": "text", "PersonAddress": "text", "PersonTelephoneNumbers": "id",
+    "ReferringPhysicianAddress": "text", "ReferringPhysicianTelephoneNumbers": "id",
+    "InstitutionCodeSequence": "institution",
+}
+
+# Free text shorter than this is not used as a whole-value token (e.g. "T1").
+_MIN_TEXT_LEN = 6
+
+
+@dataclass(frozen=True)
+class Token:
+    """One search token: the text, its kind, and where it came from (an attribute name)."""
+
+    kind: str
+    text: str
+    source: str
+
+    def pattern(self) -> re.Pattern[bytes]:
+        """A bytes regex that finds the token on alphanumeric boundaries, any case."""
+        body = re.escape(self.text.encode("utf-8", "replace"))
+        return re.compile(rb"(?<![A-Za-z0-9])" + body + rb"(?![A-Za-z0-9])", re.IGNORECASE)
+
+
+@dataclass
+class Identifiers:
+    """The identifiers of one participant (see the module docstring)."""
+
+    values: dict[str, dict[str, str]] = field(default_factory=lambda: {k: {} for k in KINDS})
+    # values[kind][text] = source attribute
+
+    # -- adding ----------------------------------------------------------------------
+    def add(self, kind: str, text: str, source: str = "") -> None:
+        """Add one value as a whole token (stripped; too-short values are ignored)."""
+        if kind not in self.values:
+            raise ValueError(f"unknown identifier kind {kind!r}")
+        t = _clean(text)
+        if not _usable(t, kind):
+            return
+        self.values[kind].setdefault(t, source)
+
+    def add_name(self, text: str, source: str = "") -> None:
+        """Add a person name: the whole value and each part of 3+ characters."""
+        whole = _clean(text)
+        if not whole:
+            return
+        self.add("name", whole.replace("^", " ").strip(), source)
+        for part in re.split(r"[\^=,\s]+", whole):
+            self.add("name", part, source)
+
+    def add_date(self, text: str, source: str = "") -> None:
+        """Add a date in the forms converters print: YYYYMMDD, YYYY-MM-DD, YYYY/MM/DD,
+        YYYY.MM.DD, DD/MM/YYYY, MM/DD/YYYY."""
+        t = _clean(text)
+        if len(t) < 8:
+            return
+        try:
+            d, precision = parse_da(t[:8] if t[:8].isdigit() else t[:10])
+        except ValueError:
+            return
+        if precision < 3:
+            return
+        y, m, dd = f"{d.year:04d}", f"{d.month:02d}", f"{d.day:02d}"
+        for form in (f"{y}{m}{dd}", f"{y}-{m}-{dd}", f"{y}/{m}/{dd}", f"{y}.{m}.{dd}",
+                     f"{dd}/{m}/{y}", f"{m}/{dd}/{y}", f"{dd}.{m}.{y}"):
+            self.values["date"].setdefault(form, source)
+
+    def add_label(self, label: str, source: str = "original label") -> None:
+        """Add an original participant or session label that was relabelled."""
+        self.add("label", label, source)
+
+    def add_dataset(self, ds: Dataset) -> None:
+        """Collect every identifying value of a DICOM dataset, recursing into sequences
+        (per-frame and shared functional groups included) and into the file meta."""
+        if getattr(ds, "file_meta", None) is not None:
+            self._add_elements(ds.file_meta)
+        self._add_elements(ds)
+
+    def _add_elements(self, ds: Dataset) -> None:
+        for elem in ds.iterall():
+            if elem.VR == "SQ" or elem.value is None:
+                continue
+            kw = elem.keyword or ""
+            values: Iterable[object]
+            values = elem.value if isinstance(elem.value, MultiValue | list) else [elem.value]
+            for v in values:
+                if isinstance(v, bytes | bytearray):
+                    continue
+                text = str(v)
+                if elem.VR == "PN":
+                    self.add_name(text, kw or str(elem.tag))
+                elif elem.VR == "DA":
+                    self.add_date(text, kw)
+                elif elem.VR == "DT":
+                    self.add_date(text[:8], kw)
+                elif elem.VR == "UI":
+                    if text and text not in UID_dictionary:
+                        self.add("uid", text, kw)
+                elif kw in _KEYWORD_KINDS and _KEYWORD_KINDS[kw]:
+                    self.add(_KEYWORD_KINDS[kw], text, kw)
+
+    def merge(self, other: Identifiers) -> None:
+        for kind, vals in other.values.items():
+            for text, src in vals.items():
+                self.values.setdefault(kind, {}).setdefault(text, src)
+
+    # -- using -----------------------------------------------------------------------
+    def tokens(self, kinds: Iterable[str] | None = None) -> list[Token]:
+        """All tokens, longest first (so a report names the most specific hit)."""
+        selected = set(kinds) if kinds is not None else set(KINDS)
+        out = [Token(k, t, s) for k, vals in self.values.items() if k in selected
+               for t, s in vals.items()]
+        return sorted(out, key=lambda tok: (-len(tok.text), tok.kind, tok.text))
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self.values.values())
+
+    def contains_text(self, text: str) -> Token | None:
+        """The first token found inside ``text`` (for checking a kept free-text value)."""
+        data = text.encode("utf-8", "replace")
+        for tok in self.tokens():
+            if tok.pattern().search(data):
+                return tok
+        return None
+
+    # -- storage (PRIVATE_DIR only) ----------------------------------------------------
+    def to_json(self) -> dict[str, dict[str, str]]:
+        return {k: dict(sorted(v.items())) for k, v in self.values.items()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, dict[str, str]]) -> Identifiers:
+        ids = cls()
+        for kind, vals in data.items():
+            ids.values.setdefault(kind, {}).update(vals)
+        return ids
+
+    def save(self, path: str | Path) -> None:
+        write_json(path, self.to_json(), perms=0o600)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Identifiers:
+        return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def _clean(text: str) -> str:
+    return str(text).replace("\x00", "").strip()
+
+
+def _usable(text: str, kind: str) -> bool:
+    if len(text) < MIN_TOKEN_LEN:
+        return False
+    if kind == "text" and len(text) < _MIN_TEXT_LEN:
+        return False
+    if text.replace(".", "").isdigit() and len(text) < _MIN_NUMERIC_LEN:
+        return False
+    # values that are only punctuation, or placeholders, identify nothing
+    if not re.search(r"[A-Za-z0-9]", text):
+        return False
+    return text.upper().strip(".") not in GENERIC_WORDS
+
+
+GENERIC_WORDS = frozenset({
+    "ANONYMOUS", "ANONYMIZED", "ANONYMISED", "REMOVED", "NONE", "UNKNOWN", "N/A", "N.A", "NA",
+    "NULL", "MRI", "MR", "RADIOLOGY", "HOSPITAL", "CLINIC", "RESEARCH", "SCANNER",
+    "DEPARTMENT", "UNIVERSITY", "INSTITUTE", "HEAD", "BRAIN", "DEFAULT", "AWP",
+})
+"""Values that identify nobody and that a report or README may well contain (a
+station called "MRI" is common); they are not used as leak-scan tokens."""
