@@ -8,6 +8,7 @@ the front depth map. The two pure profiles are rendered for the reviewer but are
 used by the detector (the profile cascade is trained on three-quarter views).
 """
 
+# ruff: noqa: F811 - fixtures imported from test_qc_support are parameters here
 from __future__ import annotations
 
 from pathlib import Path

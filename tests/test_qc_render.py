@@ -1,6 +1,7 @@
 """Renders: the head upright and facing the right way whatever the header's axis order,
 the same camera and light before and after, and reproducible PNG bytes."""
 
+# ruff: noqa: F811 - fixtures imported from test_qc_support are parameters here
 from __future__ import annotations
 
 from pathlib import Path

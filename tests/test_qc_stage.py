@@ -2,6 +2,7 @@
 the participant, reports exist even after a failure, and the shareable files are
 reproducible, PHI-free and hold no image taken before defacing."""
 
+# ruff: noqa: F811 - fixtures imported from test_qc_support are parameters here
 from __future__ import annotations
 
 import base64
@@ -222,3 +223,21 @@ def test_a_defaced_image_qc_cannot_read_fails_closed(real_heads: dict[str, Path]
     assert [(e.stage, e.where) for e in errors] == [("qc", rel)]
     record = json.loads((ctx.config.state_dir / "sub-01" / "qc.json").read_text())
     assert record["images"][0]["status"] == "error"
+
+
+def test_a_participant_with_many_images_still_gets_a_page_under_5_mb(
+        real_heads: dict[str, Path], tmp_path: Path) -> None:
+    from bidsdeid.qc.assess import ImageInput, assess
+    from bidsdeid.qc.report import render_participant
+
+    ctx = make_ctx(tmp_path)
+    add_image(ctx, "T1w", real_heads["ds000031_T1w"])
+    res = ctx.results["deface"][0]
+    qc = assess(ImageInput(res.rel_path, "T1w", res, res.original, res.defaced))
+    many = [qc] * 16  # e.g. a multi-echo series and several sessions
+    raw = sum(len(f.data_uri) for f in qc.figures) * len(many)
+    assert raw > MAX_REPORT_BYTES  # too big as it comes
+    html = render_participant(images=many, private=True, title="sub-01", input_sub="sub-01",
+                              output_sub="sub-01", problems=[], notes=[], failed=False)
+    assert len(html.encode()) < MAX_REPORT_BYTES
+    assert len(images_of(html)) == len(qc.figures) * len(many)  # nothing dropped

@@ -8,7 +8,6 @@ face, so the shareable report can leave those out).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -180,7 +179,7 @@ def surface_renders(before: tuple[np.ndarray, np.ndarray] | None,
     ref = before if before is not None else after
     if ref is None:
         raise ValueError("nothing to render")
-    grid = volume.RasGrid.covering(ref[0].shape, ref[1])
+    grid = volume.RasGrid.covering(ref[0].shape, ref[1], box=volume.head_box(*ref))
     heads = _heads(before, after, grid)
     camera = render.Camera.around(render.surface_points(heads["ref"], grid), grid.spacing)
     renders = {k: render.render_views(render.surface_points(m, grid), camera)
@@ -196,12 +195,18 @@ def _heads(before: tuple[np.ndarray, np.ndarray] | None,
     the camera frames)."""
     out: dict[str, np.ndarray] = {}
     threshold = None
+    resampled_before = None
     if before is not None:
-        sm = volume.smooth(volume.resample(*before, grid))
+        resampled_before = volume.resample(*before, grid)
+        sm = volume.smooth(resampled_before)
         threshold = volume.head_threshold(sm)
         out["before"] = volume.head_mask(sm, threshold)
     if after is not None:
-        sm = volume.smooth(volume.resample(*after, grid))
+        if resampled_before is not None and before is not None:
+            resampled_after = volume.resample_changes(before, after, resampled_before, grid)
+        else:
+            resampled_after = volume.resample(*after, grid)
+        sm = volume.smooth(resampled_after)
         if threshold is None:
             out["after"] = volume.head_mask(sm, volume.head_threshold(sm))
         else:

@@ -20,7 +20,7 @@ by either look fails the image; a weak sign asks a human to look ("review").
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -112,11 +112,11 @@ class FaceCheck:
                 "after": self.after.to_dict() if self.after else None}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _cascade(filename: str):  # type: ignore[no-untyped-def]
     import cv2
 
-    path = Path(cv2.data.haarcascades) / filename
+    path = Path(cv2.data.haarcascades) / filename  # type: ignore[attr-defined]
     clf = cv2.CascadeClassifier(str(path))
     if clf.empty():
         raise RuntimeError(f"OpenCV Haar cascade {filename} is missing from the cv2 wheel "
@@ -153,7 +153,7 @@ def haar_scores(renders: dict[str, SurfaceRender], scale: float
                 x, y, w, h = (int(v) for v in rect)
                 if mirror:
                     x = probe.shape[1] - x - w
-                box = tuple(int(round(v / scale)) for v in (x, y, w, h))
+                box = tuple(round(v / scale) for v in (x, y, w, h))
                 best = max(best, float(count))
                 if count >= HAAR_WEAK:
                     found.append(Detection(view, name, float(count), box))  # type: ignore[arg-type]
@@ -170,7 +170,7 @@ def nose_prominence(front: SurfaceRender) -> tuple[float, tuple[int, int] | None
     if not fg.any():
         return 0.0, None
     filled = np.where(fg, depth, np.float32(-1e6))
-    window = int(round(15.0 / px)) | 1
+    window = round(15.0 / px) | 1
     peaks = fg & (filled >= ndi.maximum_filter(filled, size=window))
     r_in, r_out = NOSE_RING_MM
     reach = int(np.ceil(r_out / px))
@@ -210,7 +210,7 @@ def evidence(renders: dict[str, SurfaceRender], scale: float | None = None) -> F
     nose, where = nose_prominence(front)
     if nose >= NOSE_WEAK_MM and where is not None:
         r, c = where
-        half = int(round(15 / front.pixel))
+        half = round(15 / front.pixel)
         found.append(Detection("front", "nose", nose, (c - half, r - half, 2 * half, 2 * half)))
     return FaceEvidence(haar, nose, found)
 

@@ -41,6 +41,43 @@ def encode_png(image: np.ndarray) -> bytes:
     return bytes(buf.tobytes())
 
 
+def shrunk(fig: Figure, factor: float) -> Figure:
+    """The same figure at ``factor`` of its size (area-averaged, re-encoded)."""
+    import cv2
+
+    img = cv2.imdecode(np.frombuffer(fig.png, np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ValueError(f"figure {fig.name} is not a PNG")
+    h, w = img.shape[:2]
+    size = (max(int(w * factor), 16), max(int(h * factor), 16))
+    small = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".png", small, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return Figure(fig.name, fig.caption, bytes(buf.tobytes()), fig.shows_face)
+
+
+def fit_budget(groups: list[list[Figure]], budget: int) -> list[list[Figure]]:
+    """Shrink the largest figures (75 % at a time) until their data: URIs fit in
+    ``budget`` bytes, so a participant with many images still gets a page that opens
+    quickly (the reports stay under 5 MB). Deterministic: same input, same output."""
+    groups = [list(g) for g in groups]
+
+    def total() -> int:
+        return sum(len(f.data_uri) for g in groups for f in g)
+
+    for _ in range(12):
+        if total() <= budget:
+            break
+        sizes = sorted((len(f.png), gi, fi) for gi, g in enumerate(groups)
+                       for fi, f in enumerate(g))
+        cutoff = sizes[len(sizes) // 2][0]  # shrink the larger half
+        for size, gi, fi in sizes:
+            if size >= cutoff:
+                groups[gi][fi] = shrunk(groups[gi][fi], 0.75)
+    return groups
+
+
 def crop_box(masks: list[np.ndarray], margin: int = 4) -> tuple[slice, slice]:
     """Rows and columns holding every True pixel of ``masks`` (plus a margin)."""
     union = np.zeros(masks[0].shape, bool)
@@ -50,6 +87,6 @@ def crop_box(masks: list[np.ndarray], margin: int = 4) -> tuple[slice, slice]:
         return slice(None), slice(None)
     rows = np.flatnonzero(union.any(axis=1))
     cols = np.flatnonzero(union.any(axis=0))
-    h, w = union.shape
+    h, w = int(np.shape(union)[0]), int(np.shape(union)[1])
     return (slice(max(rows[0] - margin, 0), min(rows[-1] + margin + 1, h)),
             slice(max(cols[0] - margin, 0), min(cols[-1] + margin + 1, w)))

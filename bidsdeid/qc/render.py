@@ -103,7 +103,7 @@ def _axes(view: View) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def render_view(points: np.ndarray, camera: Camera, view: View) -> SurfaceRender:
     """Project ``points`` onto the image plane of ``view``; shade the first-hit depth."""
     n = camera.size
-    depth = np.full(n * n, -np.inf, np.float32)
+    flat_depth = np.full(n * n, -np.inf, np.float32)
     if len(points):
         right, up, toward = _axes(view)
         rel = points - np.asarray(camera.center, np.float32)
@@ -111,8 +111,8 @@ def render_view(points: np.ndarray, camera: Camera, view: View) -> SurfaceRender
         rows = np.floor((camera.radius - rel @ up.astype(np.float32)) / camera.pixel)
         inside = (cols >= 0) & (cols < n) & (rows >= 0) & (rows < n)
         flat = (rows[inside] * n + cols[inside]).astype(np.intp)
-        np.maximum.at(depth, flat, (rel @ toward.astype(np.float32))[inside])
-    depth = depth.reshape(n, n)
+        np.maximum.at(flat_depth, flat, (rel @ toward.astype(np.float32))[inside])
+    depth = flat_depth.reshape(n, n)
     hit = np.isfinite(depth)
     depth = _fill_pinholes(depth, hit)
     image = _shade(depth, camera.pixel)

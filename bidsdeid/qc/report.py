@@ -11,6 +11,7 @@ output labels, rounded numbers, no timestamps; the same input gives the same byt
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -20,6 +21,7 @@ import jinja2
 
 from bidsdeid import __version__
 from bidsdeid.privacy.dates import MAX_AGE_YEARS
+from bidsdeid.qc import figures
 from bidsdeid.qc.assess import STATUS_ORDER, ImageQC
 from bidsdeid.qc.face import FaceEvidence
 
@@ -138,10 +140,17 @@ def participant_status(images: list[ImageQC], failed: bool) -> str:
     return status
 
 
+FIGURE_BUDGET_BYTES = 4_500_000
+"""Inline images of one page, base64 included: the page stays under 5 MB."""
+
+
 def render_participant(*, images: list[ImageQC], private: bool, title: str, input_sub: str,
                        output_sub: str, problems: list[str], notes: list[str],
                        failed: bool) -> str:
     """HTML of one participant page (private: before and after; else after only)."""
+    kept = [[f for f in q.figures if private or not f.shows_face] for q in images]
+    kept = figures.fit_budget(kept, FIGURE_BUDGET_BYTES)
+    images = [dataclasses.replace(q, figures=k) for q, k in zip(images, kept)]
     page = {
         "title": title, "private": private, "input_sub": input_sub, "output_sub": output_sub,
         "status": participant_status(images, failed), "notes": notes,

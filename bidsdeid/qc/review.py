@@ -50,8 +50,7 @@ class Reviews:
 
 
 def _label(value: str) -> str:
-    value = value.strip()
-    return value[4:] if value.startswith("sub-") else value
+    return value.strip().removeprefix("sub-")
 
 
 def read_reviews(path: Path) -> Reviews:

@@ -31,8 +31,8 @@ SKIPPED_NOTE = "not defaced (--deface-modalities none)"
 
 
 def defacing_skipped(ctx: ParticipantContext) -> bool:
-    mods = ctx.config.deface.modalities
-    return bool(mods) and [m.lower() for m in mods] == ["none"]
+    mods = ctx.config.deface.modalities or []
+    return [m.lower() for m in mods] == ["none"]
 
 
 def defacing_expected(ctx: ParticipantContext, suffix: str) -> bool:
