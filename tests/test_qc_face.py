@@ -13,6 +13,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
+import pydeface
 import pytest
 from test_qc_support import (  # noqa: F401 - real_heads is a fixture
     ADULT_HEADS,
@@ -21,10 +24,9 @@ from test_qc_support import (  # noqa: F401 - real_heads is a fixture
     simulate_defacing,
 )
 
-from bidsdeid.qc import face
+from bidsdeid.deface.result import DefaceResult
+from bidsdeid.qc import face, volume
 from bidsdeid.qc.assess import FACE_GATE, ImageInput, ImageQC, assess
-
-pytestmark = [pytest.mark.needs_shared, pytest.mark.slow]
 
 FACE_VIEWS = ("front/frontal", "left45/profile", "right45/profile")
 
@@ -36,6 +38,8 @@ def _check(head: Path, tmp: Path, shift: tuple[float, float, float] = (0.0, 0.0,
     return assess(ImageInput(res.rel_path, "T1w", res, res.original, res.defaced))
 
 
+@pytest.mark.needs_shared
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ADULT_HEADS)
 def test_face_found_before_and_none_after_defacing(name: str, real_heads: dict[str, Path],
                                                    tmp_path: Path) -> None:
@@ -55,6 +59,8 @@ def test_face_found_before_and_none_after_defacing(name: str, real_heads: dict[s
     assert qc.metrics["voxels_changed_outside_mask"] == 0
 
 
+@pytest.mark.needs_shared
+@pytest.mark.slow
 @pytest.mark.parametrize("shift", sorted(SHIFTS_OFF_FACE))
 @pytest.mark.parametrize("name", ADULT_HEADS)
 def test_defacing_shifted_off_the_face_fails(name: str, shift: str,
@@ -69,6 +75,8 @@ def test_defacing_shifted_off_the_face_fails(name: str, shift: str,
     assert "face visible after defacing" in gate[0].message
 
 
+@pytest.mark.needs_shared
+@pytest.mark.slow
 def test_a_slab_without_the_whole_face_is_inconclusive(real_heads: dict[str, Path],
                                                        tmp_path: Path) -> None:
     """niivue's T2w covers brow to nose only: no detector sees a face there, so the
@@ -94,3 +102,53 @@ def test_judge_rules() -> None:
     assert face.judge(None, clean).status == "inconclusive"
     assert face.judge(clean, seen).status == "fail"
     assert face.judge(seen, None).status == "not defaced"
+
+
+def pydeface_head_and_face_mask() -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
+    """pydeface's own template head and face mask (one grid, no registration needed):
+    a real defacing mask on a real-shaped head. The mask is 0 over the face."""
+    data = Path(pydeface.__file__).parent / "data"
+    head = volume.load_image(data / "mean_reg2mean.nii.gz")
+    mask, _ = volume.load_image(data / "facemask.nii.gz")
+    return head, mask < 0.5
+
+
+def shifted(removed: np.ndarray, affine: np.ndarray, shift_mm: tuple[float, float, float]
+            ) -> np.ndarray:
+    """``removed`` moved by ``shift_mm`` (world axes of an axis-aligned RAS image)."""
+    zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    out = removed
+    for axis, (mm, zoom) in enumerate(zip(shift_mm, zooms)):
+        n = round(float(mm / zoom))
+        if n:
+            out = np.roll(out, n, axis=axis)
+            edge = [slice(None)] * 3
+            edge[axis] = slice(0, n) if n > 0 else slice(n, None)
+            out[tuple(edge)] = False
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shift", [(0.0, 0.0, 0.0), (0.0, 0.0, -40.0), (0.0, 40.0, 0.0),
+                                   (50.0, 0.0, 0.0)])
+def test_pydeface_face_mask_on_its_template(shift: tuple[float, float, float],
+                                            tmp_path: Path) -> None:
+    """In place, pydeface's mask passes the check (or asks for a look: the template has a
+    bar-shaped artefact at the brow); moved 40 mm down, 40 mm forward or 50 mm sideways
+    it leaves eyes or nose, and the check fails the image."""
+    (data, affine), removed = pydeface_head_and_face_mask()
+    assert nib.aff2axcodes(affine) == ("R", "A", "S")
+    removed = shifted(removed, affine, shift)
+    paths = {}
+    for name, arr in (("orig", data), ("defaced", np.where(removed, 0, data)),
+                      ("removed", removed.astype(np.uint8))):
+        paths[name] = tmp_path / f"{name}.nii"
+        nib.save(nib.Nifti1Image(arr, affine), str(paths[name]))
+    res = DefaceResult("sub-01/anat/sub-01_T1w.nii.gz", "T1w", "anchor", paths["orig"],
+                       paths["defaced"], paths["removed"], None, None, template="pydeface")
+    qc = assess(ImageInput(res.rel_path, "T1w", res, res.original, res.defaced))
+    assert qc.face is not None and qc.face.before is not None and qc.face.before.face
+    if shift == (0.0, 0.0, 0.0):
+        assert qc.face.status in ("pass", "review"), qc.face.message
+    else:
+        assert qc.face.status == "fail", qc.face.message

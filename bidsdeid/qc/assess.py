@@ -141,7 +141,7 @@ def assess(item: ImageInput) -> ImageQC:
             qc.gates.append(face_gate(qc.face))
     else:
         qc.face = face.judge(ev_before, None)
-    qc.figures.extend(_render_figures(renders))
+    qc.figures.extend(_render_figures(renders, {"before": ev_before, "after": ev_after}))
     removed = _load_mask(res.removed_mask if res else None, ref_data.shape)
     brain = _load_mask(res.brain_mask if res else None, ref_data.shape)
     template = _load(res.template_warped if res else None)
@@ -215,8 +215,15 @@ def _heads(before: tuple[np.ndarray, np.ndarray] | None,
     return out
 
 
-def _render_figures(renders: dict[str, dict[str, render.SurfaceRender]]) -> list[Figure]:
-    """One PNG per view and state, cropped to the same box before and after."""
+BOX_FACE = (230, 40, 40)
+BOX_WEAK = (255, 150, 0)
+
+
+def _render_figures(renders: dict[str, dict[str, render.SurfaceRender]],
+                    evidence: dict[str, face.FaceEvidence | None]) -> list[Figure]:
+    """One PNG per view and state, cropped to the same box before and after. After
+    defacing, whatever the face check found is boxed (red: a face; orange: weak) so the
+    reviewer sees where to look."""
     views = [v.name for v in render.VIEWS]
     out: list[Figure] = []
     for view in views:
@@ -224,10 +231,32 @@ def _render_figures(renders: dict[str, dict[str, render.SurfaceRender]]) -> list
         rows, cols = figures.crop_box([s.foreground for s in shots.values()])
         title = next(v.title for v in render.VIEWS if v.name == view)
         for state, shot in sorted(shots.items()):
+            image = shot.image
+            ev = evidence.get(state)
+            if state == "after" and ev is not None:
+                image = _boxed(image, [d for d in ev.detections if d.view == view])
             out.append(Figure(f"render_{state}_{view}", f"{title}, {state} defacing",
-                              figures.encode_png(shot.image[rows, cols]),
+                              figures.encode_png(image[rows, cols]),
                               shows_face=state == "before"))
     return out
+
+
+def _boxed(image: np.ndarray, found: list[face.Detection]) -> np.ndarray:
+    """The render in colour with the strongest find of each detector boxed."""
+    best: dict[str, face.Detection] = {}
+    for d in found:
+        if d.box is not None and (d.detector not in best or d.score > best[d.detector].score):
+            best[d.detector] = d
+    if not best:
+        return image
+    import cv2
+
+    rgb = np.repeat(image[..., None], 3, axis=2)
+    for d in sorted(best.values(), key=lambda d: d.detector):
+        x, y, w, h = d.box  # type: ignore[misc]
+        strong = d.score >= (face.NOSE_FACE_MM if d.detector == "nose" else face.HAAR_FACE)
+        cv2.rectangle(rgb, (x, y), (x + w - 1, y + h - 1), BOX_FACE if strong else BOX_WEAK, 1)
+    return rgb
 
 
 def _slice_figures(before: tuple[np.ndarray, np.ndarray] | None,

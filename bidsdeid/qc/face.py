@@ -31,16 +31,22 @@ from bidsdeid.qc.render import SurfaceRender
 HEAD_WIDTH_PX = 160
 """Width of the head in the front view after scaling, in pixels (a face ~100 px)."""
 
-HAAR_FACE = 20
-"""Raw detections that make a face: real faces in renders give 30 to 200+."""
-HAAR_WEAK = 8
-"""Raw detections that need a human look (texture on cut surfaces gives up to ~5)."""
+HAAR_FACE = 30
+"""Raw detections that make a face: whole adult faces in renders give 55 to 270."""
+HAAR_WEAK = 10
+"""Raw detections that need a human look (cut surfaces give a handful, up to ~25 for
+odd ones)."""
 
 NOSE_FACE_MM = 12.0
 """All-round prominence of a peak that makes a nose (adults 15-25 mm)."""
 NOSE_WEAK_MM = 9.0
 NOSE_RING_MM = (15.0, 35.0)
 """The peak is compared with the surface this far around it (mm), in 8 directions."""
+NOSE_MIN_RADIUS_MM = 5.0
+"""A nose is a mound, not a rim: 8 mm below its tip it is at least this thick (as the
+radius of the largest disc that fits; adult noses 7-12 mm). Thin ridges a cut leaves
+(skin rims, the edge of a shell) are thinner."""
+NOSE_BODY_DROP_MM = 8.0
 
 # Which cascade looks at which view; "mirror" flips the image first.
 CASCADES: dict[str, tuple[tuple[str, str, bool], ...]] = {
@@ -192,10 +198,24 @@ def nose_prominence(front: SurfaceRender) -> tuple[float, tuple[int, int] | None
                               axis=1)
     drops = depth[candidates[:, 0], candidates[:, 1]][:, None] - sector_medians
     prominence = drops.min(axis=1)
-    k = int(np.argmax(prominence))
-    if prominence[k] <= 0:
-        return 0.0, None
-    return float(prominence[k]), (int(candidates[k, 0]), int(candidates[k, 1]))
+    for k in np.argsort(-prominence, kind="stable"):
+        if prominence[k] <= 0:
+            break
+        where = (int(candidates[k, 0]), int(candidates[k, 1]))
+        if _body_radius(depth, fg, where, px) >= NOSE_MIN_RADIUS_MM:
+            return float(prominence[k]), where
+    return 0.0, None
+
+
+def _body_radius(depth: np.ndarray, fg: np.ndarray, where: tuple[int, int],
+                 px: float) -> float:
+    """Radius (mm) of the largest disc inside the part of the surface that is within
+    NOSE_BODY_DROP_MM of the peak at ``where`` and connected to it."""
+    r, c = where
+    body = fg & (np.nan_to_num(depth, nan=-np.inf) >= depth[r, c] - NOSE_BODY_DROP_MM)
+    labels, _ = ndi.label(body)
+    mine = labels == labels[r, c]
+    return float(ndi.distance_transform_edt(mine).max() * px)
 
 
 def evidence(renders: dict[str, SurfaceRender], scale: float | None = None) -> FaceEvidence:

@@ -37,10 +37,10 @@ VIEWS: tuple[View, ...] = (
     View("left", -90.0, "left profile"),
 )
 
-LIGHT = np.array([-0.35, 0.5, 1.0]) / np.linalg.norm([-0.35, 0.5, 1.0])
-"""Light direction in camera space (right, up, towards the camera): from the upper
-left, slightly in front, the way portraits are lit, so eye sockets and the nose cast
-the shading a face detector expects."""
+LIGHT = np.array([0.0, 0.5, 1.0]) / np.linalg.norm([0.0, 0.5, 1.0])
+"""Light direction in camera space (right, up, towards the camera): from above and in
+front, so eye sockets and the nose cast the shading a face detector expects, and the
+left and right views are lit alike."""
 
 AMBIENT = 0.12
 
