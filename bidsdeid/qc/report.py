@@ -67,6 +67,22 @@ def shareable_age(months: float | None) -> str | None:
     return f"{min(int(months // 12), MAX_AGE_YEARS)} years"
 
 
+def template_name(template: str) -> str:
+    """A template as shareable files name it: a user's template file by its file name
+    only (its folder may name a person or a site)."""
+    if "/" in template or "\\" in template:
+        return template.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    return template
+
+
+def private_age(months: float | None) -> str | None:
+    if months is None or not math.isfinite(months):
+        return None
+    if months < 24:
+        return f"{months:.1f} months"
+    return f"{months / 12:.1f} years ({months:.0f} months)"
+
+
 def _evidence_row(state: str, ev: FaceEvidence) -> tuple[str, dict[str, Any]]:
     haar = ", ".join(f"{k} {v:.0f}" for k, v in sorted(ev.haar.items())) or "–"
     return state, {"haar_text": haar, "nose_mm": fmt_number(round(ev.nose_mm, 1))}
@@ -122,11 +138,11 @@ def page_image(qc: ImageQC, index: int, private: bool) -> PageImage:
     known = {k for k, _ in NUMBER_LABELS}
     for key in sorted(set(qc.reported) - known):
         rows.append({"label": key, "qc": None, "reported": fmt_number(qc.reported[key])})
-    age = (f"{qc.age_months:.1f} months" if private and qc.age_months is not None
-           else shareable_age(qc.age_months))
+    age = private_age(qc.age_months) if private else shareable_age(qc.age_months)
     return PageImage(
         anchor_id=f"image-{index + 1}", path=qc.rel_path, suffix=qc.suffix, role=qc.role,
-        status=qc.status, anchor=qc.anchor, error=qc.error, template=qc.template,
+        status=qc.status, anchor=qc.anchor, error=qc.error,
+        template=qc.template if private else template_name(qc.template),
         template_contrast=qc.template_contrast, age=age, age_source=qc.age_source, face=face,
         renders=renders, panels=panels, number_rows=rows, gates=qc.gates,
         metrics=qc.metrics, reported=qc.reported)
@@ -170,6 +186,7 @@ def shareable_metrics(images: list[ImageQC], output_sub: str, status: str) -> di
         rec.pop("error", None)
         rec.pop("age_months", None)
         rec["age"] = shareable_age(qc.age_months)
+        rec["template"] = template_name(qc.template)
         face = rec.get("face_check")
         if face and face.get("before") is not None:
             face["before"] = {"face": bool(face["before"]["face"])}
