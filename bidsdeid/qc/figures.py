@@ -35,7 +35,7 @@ def encode_png(image: np.ndarray) -> bytes:
     arr = np.ascontiguousarray(image, dtype=np.uint8)
     if arr.ndim == 3:
         arr = np.ascontiguousarray(arr[..., ::-1])  # RGB -> OpenCV's BGR
-    ok, buf = cv2.imencode(".png", arr, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    ok, buf = cv2.imencode(".png", arr, [cv2.IMWRITE_PNG_COMPRESSION, 6])
     if not ok:
         raise RuntimeError("PNG encoding failed")
     return bytes(buf.tobytes())
