@@ -63,7 +63,7 @@ class ImageQC:
             "face_check": self.face.to_dict() if self.face else None,
             "metrics": {k: _num(v) for k, v in sorted(self.metrics.items())},
             "defacing_metrics": {k: _num(v) for k, v in sorted(self.reported.items())},
-            "gates": [{"name": g.name, "passed": g.passed, "value": _num(g.value),
+            "safety_checks": [{"name": g.name, "passed": g.passed, "value": _num(g.value),
                        "threshold": g.threshold, "message": g.message} for g in self.gates],
             "template": self.template, "template_contrast": self.template_contrast,
             "anchor": self.anchor, "age_months": _num(self.age_months),
@@ -108,7 +108,7 @@ def face_gate(check: face.FaceCheck) -> GateResult:
     if check.after is not None:
         score = max(list(check.after.haar.values()) + [0.0])
     return GateResult(FACE_GATE, passed=not check.failed, value=score,
-                      threshold=f"Haar detections < {face.HAAR_FACE} and nose prominence "
+                      threshold=f"detections < {face.HAAR_FACE} and nose prominence "
                                 f"< {face.NOSE_FACE_MM:g} mm on the renders after defacing",
                       message=check.message)
 

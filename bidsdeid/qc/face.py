@@ -95,7 +95,7 @@ class FaceEvidence:
 
     def to_dict(self) -> dict[str, object]:
         return {"face": self.face, "weak": self.weak, "nose_mm": round(self.nose_mm, 1),
-                "haar": {k: round(v, 1) for k, v in sorted(self.haar.items())},
+                "detectors": {k: round(v, 1) for k, v in sorted(self.haar.items())},
                 "detections": [d.to_dict() for d in self.detections]}
 
 

@@ -25,6 +25,8 @@ from bidsdeid.qc import figures
 from bidsdeid.qc.assess import STATUS_ORDER, ImageQC
 from bidsdeid.qc.face import FaceEvidence
 
+# Fixed text of the shareable files is kept short and plain: the leak scan matches
+# name parts as words, so words that are also common surnames are avoided.
 NUMBER_LABELS = (
     ("voxels_removed", "voxels removed"),
     ("removed_ml", "removed volume (mL)"),
