@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import struct
+import zlib
+
 import numpy as np
 
 from bidsdeid.qc import figures
@@ -28,3 +32,17 @@ def test_budget_shrinks_the_largest_figures_until_they_fit() -> None:
     assert sum(len(f.data_uri) for g in fitted for f in g) <= before // 4
     assert [f.name for g in fitted for f in g] == [f.name for f in noise]
     assert figures.fit_budget([noise], before * 2) == [noise]  # within budget: untouched
+
+
+def test_inline_pngs_can_be_set_aside_for_a_leak_scan() -> None:
+    png = figures.encode_png(np.full((20, 20), 128, np.uint8))
+    assert figures.png_holds_only_pixels(png)
+    # a tEXt chunk (where a name could hide) keeps the image in the scan
+    text = struct.pack(">I", 4) + b"tEXtJohn" + struct.pack(">I", zlib.crc32(b"tEXtJohn"))
+    tagged = png[:33] + text + png[33:]
+    assert not figures.png_holds_only_pixels(tagged)
+    page = (b'<img src="data:image/png;base64,' + base64.b64encode(png) + b'"><img src="'
+            b'data:image/png;base64,' + base64.b64encode(tagged) + b'">')
+    stripped, n = figures.without_inline_pngs(page)
+    assert n == 1
+    assert base64.b64encode(png) not in stripped and base64.b64encode(tagged) in stripped

@@ -21,7 +21,7 @@ from test_qc_support import (  # noqa: F401 - real_heads is a fixture
 
 from bidsdeid.context import ParticipantContext
 from bidsdeid.privacy.identifiers import Identifiers
-from bidsdeid.qc import stage
+from bidsdeid.qc import figures, stage
 from bidsdeid.qc.assess import FACE_GATE
 
 pytestmark = [pytest.mark.needs_shared, pytest.mark.slow]
@@ -136,6 +136,9 @@ def test_shareable_reports_hold_no_identifier_and_no_image_before_defacing(
     assert shared_images and all("after defacing" in alt for _, alt in shared_images)
     assert {png for png, _ in shared_images} <= set(after)
     assert "philips7" not in shared_html
+    # every inline image is pixels only (no text chunk), so a leak scan may set it aside
+    _, n_pixel_only = figures.without_inline_pngs(files["derivatives/bidsdeid/sub-A1.html"])
+    assert n_pixel_only == len(shared_images)
 
 
 def test_a_face_after_defacing_fails_the_participant(real_heads: dict[str, Path],

@@ -102,7 +102,8 @@ def participant_rows(state: Path, reviews: Reviews) -> list[Row]:
             "similarity": (im.get("defacing_metrics") or {}).get("similarity"),
             "template_correlation": metrics.get("template_correlation"),
             "template": im.get("template", ""), "age_months": im.get("age_months"),
-            "age_source": im.get("age_source", ""), "gates": _gates_text(im.get("safety_checks") or []),
+            "age_source": im.get("age_source", ""),
+            "gates": _gates_text(im.get("safety_checks") or []),
             "review": review.verdict if review else "", "review_comment":
             review.comment if review else "", "reviewer": review.reviewer if review else "",
             "problems": " | ".join(p for p in problems if p.startswith("error")),
