@@ -1,0 +1,1 @@
+"""Quality control of defacing: renders, face check, reports (DESIGN.md section 6)."""
