@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bidsdeid.context import ParticipantContext
+from bidsdeid.convert.facts import facts_of
 from bidsdeid.errors import DataError
 from bidsdeid.utils.atomic import write_text
 from bidsdeid.utils.locks import file_lock
@@ -84,8 +85,8 @@ def _sessions(ctx: ParticipantContext) -> list[str | None]:
     facts = ctx.results.get("dicom_facts", {})
     if ctx.dicom is not None:
         for series in ctx.dicom.series:
-            times = [facts[f.sop_instance_uid].acq_datetime for f in series.files
-                     if f.sop_instance_uid in facts and facts[f.sop_instance_uid].acq_datetime]
+            found_facts = (facts_of(f, facts) for f in series.files)
+            times = [ff.acq_datetime for ff in found_facts if ff and ff.acq_datetime]
             first = min(times) if times else None
             cur = found.get(series.session)
             found[series.session] = first if cur is None else (min(cur, first) if first else cur)

@@ -29,7 +29,7 @@ def load_inputs(ctx: ParticipantContext) -> None:
 
     ctx.dicom = index_participant(cfg.bids_dir, ctx.input_label, on_header=on_header,
                                   sessions=cfg.session_label)
-    ctx.results["dicom_facts"] = facts.by_uid
+    ctx.results["dicom_facts"] = facts.by_path
     for skipped in ctx.dicom.skipped:
         rel = skipped.path.relative_to(cfg.bids_dir) if skipped.path.is_relative_to(
             cfg.bids_dir) else skipped.path

@@ -30,6 +30,7 @@ from typing import Any
 from bidsdeid.bids import age as age_mod
 from bidsdeid.bids import sidecar, staging
 from bidsdeid.context import BidsImage, ParticipantContext
+from bidsdeid.convert.facts import facts_of
 from bidsdeid.privacy.dates import cap_age
 from bidsdeid.utils.atomic import write_json
 
@@ -110,20 +111,29 @@ def _input_participant_row(ctx: ParticipantContext) -> dict[str, str]:
     return {}
 
 
+def _first_visit(ctx: ParticipantContext) -> tuple[str | None, Any]:
+    """The first session (by acquisition time) and a DICOM header of it, if any."""
+    if ctx.dicom is not None and ctx.dicom.series:
+        facts = ctx.results.get("dicom_facts", {})
+
+        def when(series: Any) -> dt.datetime:
+            found_facts = (facts_of(f, facts) for f in series.files)
+            times = [ff.acq_datetime for ff in found_facts if ff and ff.acq_datetime]
+            return min(times) if times else dt.datetime.max
+
+        first = min(ctx.dicom.series, key=when)
+        return first.session, first.header
+    sessions = sorted(s for s in ctx.session_map if s is not None)
+    return (sessions[0] if sessions else None), None
+
+
 def demographics(ctx: ParticipantContext) -> dict[str, Any]:
     """Age (whole years, capped at 89) and sex, as the options allow."""
     cfg = ctx.config
     out: dict[str, Any] = {}
     if cfg.drop_demographics:
         return out
-    first_session = None
-    header = None
-    if ctx.dicom is not None and ctx.dicom.series:
-        first = ctx.dicom.series[0]
-        first_session, header = first.session, first.header
-    elif ctx.session_map:
-        first_session = sorted(s for s in ctx.session_map if s is not None)[:1] or [None]
-        first_session = first_session[0]
+    first_session, header = _first_visit(ctx)
     found = age_mod.resolve(cfg.bids_dir, ctx.input_label, first_session,
                             age_months_option=cfg.deface.age_months, dicom_header=header)
     years = found.years

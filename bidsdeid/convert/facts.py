@@ -21,7 +21,7 @@ from typing import Any
 from pydicom.dataset import Dataset
 
 from bidsdeid.convert import vendor
-from bidsdeid.dicom.index import DicomSeries
+from bidsdeid.dicom.index import DicomFile, DicomSeries
 from bidsdeid.privacy.dates import parse_da, parse_tm
 
 _SHARED = "SharedFunctionalGroupsSequence"
@@ -242,18 +242,25 @@ def file_facts(ds: Dataset) -> FileFacts:
 
 
 class FactsCollector:
-    """Collect :class:`FileFacts` of every header the index reads, by SOP instance UID."""
+    """Collect :class:`FileFacts` of every header the index reads, by file path (copies
+    of a session share SOP instance UIDs, paths are unique)."""
 
     def __init__(self) -> None:
-        self.by_uid: dict[str, FileFacts] = {}
+        self.by_path: dict[str, FileFacts] = {}
 
     def __call__(self, ds: Dataset) -> None:
         try:
             facts = file_facts(ds)
         except Exception:  # noqa: BLE001 - odd headers must not stop indexing
             return
-        if facts.sop_instance_uid:
-            self.by_uid[facts.sop_instance_uid] = facts
+        key = str(getattr(ds, "filename", "") or "") or facts.sop_instance_uid
+        if key:
+            self.by_path[key] = facts
+
+
+def facts_of(file: DicomFile, collected: dict[str, FileFacts]) -> FileFacts | None:
+    """The collected facts of one indexed file."""
+    return collected.get(str(file.path)) or collected.get(file.sop_instance_uid)
 
 
 @dataclass
@@ -348,8 +355,7 @@ def _orientation(ds: Dataset) -> str:
 def series_facts(series: DicomSeries, collected: dict[str, FileFacts]) -> SeriesFacts:
     """Fold the file facts of ``series`` and its first header into :class:`SeriesFacts`."""
     ds = series.header
-    files = [collected[f.sop_instance_uid] for f in series.files
-             if f.sop_instance_uid in collected]
+    files = [ff for ff in (facts_of(f, collected) for f in series.files) if ff is not None]
     if not files:
         files = [file_facts(ds)]
     image_types: set[str] = set()

@@ -106,6 +106,7 @@ def _sidecar(ctx: ParticipantContext, n: Named, matcher: Matcher) -> tuple[dict[
         raw.update({k: v for k, v in asl.metadata(n.facts, raw, types).items() if k not in raw})
     raw.update(n.extra.get("sidecar", {}))
     clean = sidecar.scrub(raw, matcher.first, ctx.config.deid)
+    n.extra["dropped"] = clean.dropped
     kept = clean.kept
     kept.update(sidecar.deid_fields(ctx.config.deid, defaced=False))
     missing = schema.required_fields(n.datatype, n.suffix, kept, n.entities)
@@ -186,6 +187,8 @@ def run(ctx: ParticipantContext) -> None:
     _intended_for([im for im, _n in images])
     _stage(ctx, images)
     write_table(ctx, plans)
+    write_json(ctx.audit_dir / "sidecars_dropped.json",
+               {im.rel_path: n.extra.get("dropped", {}) for im, n in images}, perms=0o600)
     write_json(ctx.audit_dir / "timing_convert.json", {
         "decide_s": round(t1 - t0, 3), "dcm2niix_wall_s": round(t2 - t1, 3),
         "dcm2niix_sum_s": round(sum(p.conversion.seconds for p in plans if p.conversion), 3),
