@@ -79,10 +79,16 @@ def decide(ctx: ParticipantContext) -> list[Plan]:
     return plans
 
 
-def log_decisions(ctx: ParticipantContext, plans: list[Plan]) -> None:
+def log_decisions(ctx: ParticipantContext, plans: list[Plan],
+                  holds_identifier: Callable[[str], object]) -> None:
+    """One PHI-free line per series. Labels taken from a description (task, acq) are
+    withheld when they match an identifier (they are replaced before naming, too)."""
     for p in plans:
         d = p.decision
-        log.info("[sub-%s] %s: %s (%s; %s)", ctx.input_label, p.where, d.short(), d.reason,
+        label = d.short()
+        if holds_identifier(label):
+            label = f"{d.datatype}/{d.suffix} (labels withheld: they match an identifier)"
+        log.info("[sub-%s] %s: %s (%s; %s)", ctx.input_label, p.where, label, d.reason,
                  d.source)
         if "task-unknown" in d.flags:
             ctx.warn("convert", p.where, "no task name in the description: named "

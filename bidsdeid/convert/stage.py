@@ -152,11 +152,11 @@ def run(ctx: ParticipantContext) -> None:
         return
     t0 = time.monotonic()
     plans = decide(ctx)
-    log_decisions(ctx, plans)
+    matcher = Matcher(ctx.identifiers, skipped_kinds(ctx.config))
+    log_decisions(ctx, plans, matcher.first)
     t1 = time.monotonic()
     _convert_all(ctx, plans)
     t2 = time.monotonic()
-    matcher = Matcher(ctx.identifiers, skipped_kinds(ctx.config))
     items = _safe_names(ctx, _named(ctx, plans), matcher)
     by_session: dict[str | None, list[Named]] = {}
     for n in items:

@@ -61,8 +61,9 @@ class Hit:
 
     def public_line(self) -> str:
         """The PHI-free description of the hit (file, kind, attribute, part of file)."""
-        return (f"leak scan found a {self.kind} identifier (from {self.source or 'input'}) "
-                f"in {self.where}")
+        article = "an" if self.kind[:1] in ("a", "e", "i", "o", "u") else "a"
+        return (f"leak scan found {article} {self.kind} identifier (from "
+                f"{self.source or 'input'}) in {self.where}")
 
 
 # -- matching ------------------------------------------------------------------------
