@@ -40,6 +40,10 @@ from bidsdeid.utils.atomic import write_json
 
 _BOUNDARY_BEFORE = rb"(?<![A-Za-z0-9])"
 _BOUNDARY_AFTER = rb"(?![A-Za-z0-9])"
+# A date is also found where a time follows it: 2018-09-18T10:00, 2018-09-18 10:00,
+# 20180918104500(.123) (DICOM DT), which the strict boundary would miss.
+_DATE_AFTER = (rb"(?:(?![A-Za-z0-9])|(?=T\d)|(?=[ _]\d{1,2}:)"
+               rb"|(?=\d{2}(?:\d{2}){0,2}(?:\.\d+)?(?![A-Za-z0-9])))")
 _TEXT_EXTENSIONS = {".json", ".tsv", ".txt", ".md", ".html", ".htm", ".svg", ".xml", ".csv",
                     ".bval", ".bvec", ".bidsignore", ".css", ".js", ".toml", ".yaml", ".yml",
                     ".log", ""}
@@ -123,23 +127,30 @@ class Matcher:
                 continue
             for form in _variants(tok.text):
                 self.by_bytes.setdefault(form, tok)
-        self._regex: re.Pattern[bytes] | None = None
+        self._regexes: list[re.Pattern[bytes]] = []
         if self.by_bytes:
             body = _trie_pattern(sorted(self.by_bytes))
-            self._regex = re.compile(_BOUNDARY_BEFORE + b"(?:" + body + b")" + _BOUNDARY_AFTER,
-                                     re.IGNORECASE)
+            self._regexes.append(re.compile(_BOUNDARY_BEFORE + b"(?:" + body + b")"
+                                            + _BOUNDARY_AFTER, re.IGNORECASE))
+        dates = sorted(k for k, t in self.by_bytes.items() if t.kind == "date")
+        if dates:
+            self._regexes.append(re.compile(_BOUNDARY_BEFORE + b"(?:" + _trie_pattern(dates)
+                                            + b")" + _DATE_AFTER, re.IGNORECASE))
 
     def __bool__(self) -> bool:
-        return self._regex is not None
+        return bool(self._regexes)
 
     def finditer(self, data: bytes) -> Iterator[tuple[Token, int, bytes]]:
-        if self._regex is None or not data:
+        if not data:
             return
-        for m in self._regex.finditer(data):
-            found = m.group(0)
-            tok = self.by_bytes.get(found.lower())
-            if tok is not None:
-                yield tok, m.start(), found
+        seen: set[int] = set()
+        for regex in self._regexes:
+            for m in regex.finditer(data):
+                found = m.group(0)
+                tok = self.by_bytes.get(found.lower())
+                if tok is not None and m.start() not in seen:
+                    seen.add(m.start())
+                    yield tok, m.start(), found
 
     def first(self, text: str | bytes) -> Token | None:
         """The first token found in ``text`` (for checking a value before keeping it)."""
