@@ -68,8 +68,8 @@ def _layout_files(ctx: ParticipantContext) -> list[Any]:
 
     label = re.escape(ctx.input_label)
     indexer = BIDSLayoutIndexer(validate=False, index_metadata=True, ignore=[
-        re.compile(rf"/sub-(?!{label}(/|$))[^/]*"), re.compile(r"/(sourcedata|derivatives|code|"
-                                                              r"stimuli)(/|$)"),
+        re.compile(rf"/sub-(?!{label}(/|$))[^/_]*(/|$)"),  # other participants' folders
+        re.compile(r"/(sourcedata|derivatives|code|stimuli)(/|$)"),
         re.compile(r"/\.")])
     layout = BIDSLayout(str(ctx.config.bids_dir), validate=False, indexer=indexer)
     files = layout.get(subject=ctx.input_label, extension=[".nii", ".nii.gz"])

@@ -174,6 +174,10 @@ def rewrite_sidecars(ctx: ParticipantContext) -> None:
 
 
 def run(ctx: ParticipantContext) -> None:
+    if not ctx.images:
+        ctx.error("write tables", ctx.sub, "no image to publish: every series or file was "
+                  "left out (the reasons are above and in the audit dir)")
+        return
     rewrite_sidecars(ctx)
     write_scans(ctx)
     write_sessions(ctx)
