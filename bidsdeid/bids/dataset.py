@@ -56,7 +56,7 @@ def _published(config: RunConfig, output_label: str) -> bool:
 
 def completed_rows(config: RunConfig) -> list[dict[str, Any]]:
     """participants.tsv rows of participants whose files are in OUTPUT_DIR."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     if not config.state_dir.is_dir():
         return rows
     for state in sorted(config.state_dir.glob("sub-*")):
@@ -83,7 +83,8 @@ def participants_tsv(rows: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
     lines = ["\t".join(["participant_id", *columns])]
     for r in rows:
         lines.append("\t".join([r["participant_id"], *[str(r.get(c, "n/a")) for c in columns]]))
-    sidecar = {"participant_id": {"Description": "pseudonymous participant label"}}
+    sidecar: dict[str, Any] = {"participant_id": {"Description": "pseudonymous participant "
+                                                                 "label"}}
     sidecar.update({c: COLUMNS[c] for c in columns})
     return "\n".join(lines) + "\n", sidecar
 

@@ -36,8 +36,10 @@ def _fits(value: str | None, wanted: Any) -> bool:
         return False
     if isinstance(wanted, bool):
         return wanted
-    return str(value).lstrip("0") == str(wanted).lstrip("0") if str(value).isdigit() and str(
-        wanted).isdigit() else str(value) == str(wanted)
+    have, want = str(value), str(wanted)
+    if have.isdigit() and want.isdigit():
+        return int(have) == int(want)  # run-01 fits {"run": 1}
+    return have == want
 
 
 def _applies(name: str, query: dict[str, Any], datatype: str, suffix: str) -> bool:
@@ -66,7 +68,7 @@ def keep(filters: dict[str, Any] | None, datatype: str, suffix: str,
         for key, wanted in query.items():
             if key in ("suffix", "datatype", "extension", "scope", "return_type"):
                 continue
-            short = LONG_TO_SHORT.get(key, key)
+            short = LONG_TO_SHORT.get(str(key), str(key))
             if short in ("sub", "ses"):
                 continue  # participants and sessions are chosen by their own options
             if not _fits(entities.get(short), wanted):

@@ -115,7 +115,7 @@ def _rewrite_intended_for(ctx: ParticipantContext, value: Any) -> list[str] | No
     for item in items:
         if not isinstance(item, str):
             return None
-        text = item[len("bids::"):] if item.startswith("bids::") else item
+        text = item.removeprefix("bids::")
         parts = text.split("/")
         parsed = names.parse_name(parts[-1])
         if parsed is None:

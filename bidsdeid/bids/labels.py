@@ -51,7 +51,7 @@ class LinkRow:
 
 
 def _strip(value: str, prefix: str) -> str:
-    return value[len(prefix):] if value.startswith(prefix) else value
+    return value.removeprefix(prefix)
 
 
 def read_linkage(path: Path) -> list[LinkRow]:
@@ -137,7 +137,8 @@ def assign(ctx: ParticipantContext) -> None:
         offset = str(ctx.offset.days)
         new_rows = [LinkRow(ctx.input_label, label, NA, NA, method, offset)]
         session_map: dict[str | None, str | None] = {None: None}
-        existing = {r.original_session: r.session for r in mine if r.original_session != NA}
+        existing: dict[str, str] = {r.original_session: r.session for r in mine
+                                    if r.original_session != NA}
         for ses in sessions:
             if ses is None:
                 continue
@@ -151,13 +152,14 @@ def assign(ctx: ParticipantContext) -> None:
                 out = ctx.key.pseudonym("session", f"{ctx.input_label}/{ses}", 6)
             existing[ses] = out
             session_map[ses] = out
-        for ses, out in existing.items():
-            new_rows.append(LinkRow(ctx.input_label, label, ses, out, method, offset))
+        for ses_in, ses_out in existing.items():
+            new_rows.append(LinkRow(ctx.input_label, label, str(ses_in), ses_out, method,
+                                    offset))
         write_linkage(path, others + new_rows)
     ctx.output_label = label
     ctx.session_map = session_map
     if label != ctx.input_label:
         ctx.identifiers.add_label(ctx.input_label, "original participant label")
-    for ses, out in session_map.items():
-        if ses is not None and out != ses:
+    for ses, new in session_map.items():
+        if ses is not None and new != ses:
             ctx.identifiers.add_label(ses, "original session label")

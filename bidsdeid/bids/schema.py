@@ -53,10 +53,10 @@ def allowed_entities(datatype: str, suffix: str) -> dict[str, str] | None:
     for rule in raw[datatype].values():
         if suffix in rule.get("suffixes", []) and datatype in rule.get("datatypes", []):
             ents = rule.get("entities", {})
-            out = {}
+            out: dict[str, str] = {}
             for long, level in dict(ents).items():
                 lvl = level if isinstance(level, str) else dict(level).get("level", "optional")
-                out[to_short.get(long, long)] = lvl
+                out[to_short.get(str(long), str(long))] = str(lvl)
             return out
     return None
 

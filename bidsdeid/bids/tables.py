@@ -137,7 +137,7 @@ def demographics(ctx: ParticipantContext) -> dict[str, Any]:
     found = age_mod.resolve(cfg.bids_dir, ctx.input_label, first_session,
                             age_months_option=cfg.deface.age_months, dicom_header=header)
     years = found.years
-    out["age"] = int(math.floor(cap_age(years))) if years is not None else "n/a"
+    out["age"] = math.floor(cap_age(years)) if years is not None else "n/a"
     out["age_source"] = found.source
     if cfg.include_sex:
         sex = ""

@@ -204,7 +204,7 @@ def file_facts(ds: Dataset) -> FileFacts:
             pos = _position(_frame_value(frame, shared, "ImagePositionPatient"))
             if pos is not None:
                 positions.append(pos)
-            groups.add((int(round(te * 1000)) if te is not None else 0, comp))
+            groups.add((round(te * 1000) if te is not None else 0, comp))
     else:
         te = _num(ds.get("EchoTime"))
         if te is not None:

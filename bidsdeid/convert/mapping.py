@@ -72,7 +72,7 @@ def load(path: Path) -> list[Rule]:
             data = yaml.safe_load(text)
         else:
             data = json.loads(text)
-    except Exception as exc:  # noqa: BLE001 - json and yaml raise different errors
+    except Exception as exc:  # json and yaml raise different errors
         raise UsageError(f"--mapping-file {path}: not valid "
                          f"{'YAML' if path.suffix.lower() in ('.yaml', '.yml') else 'JSON'}"
                          f" ({type(exc).__name__})") from exc

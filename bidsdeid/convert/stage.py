@@ -114,8 +114,8 @@ def _sidecar(ctx: ParticipantContext, n: Named, matcher: Matcher) -> tuple[dict[
         missing.remove("VolumeTiming")
     missing = [m for m in missing if m != "IntendedFor"]
     if missing:
-        return {}, f"BIDS requires {', '.join(missing)}, which the DICOM does not record " \
-                   "(add them as 'metadata' in --mapping-file)"
+        return {}, (f"BIDS requires {', '.join(missing)}, which the DICOM does not record "
+                    "(add them as 'metadata' in --mapping-file)")
     return kept, None
 
 
@@ -123,6 +123,7 @@ def _intended_for(images: list[BidsImage]) -> None:
     """Field maps point at the EPI images of their session, a separate M0 scan at the
     ASL images of its session (BIDS URIs)."""
     for fm in images:
+        wanted: tuple[str, ...]
         if fm.datatype == "fmap":
             wanted = ("bold", "dwi", "asl", "sbref")
         elif fm.suffix == "m0scan":

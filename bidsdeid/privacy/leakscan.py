@@ -227,13 +227,13 @@ def _png_parts(raw: bytes) -> Iterator[tuple[str, bytes]] | None:
                 continue
             yield f"PNG {name} chunk", ctype + body
             if ctype == b"zTXt":
-                keyword, _, rest = body.partition(b"\x00")
+                _keyword, _, rest = body.partition(b"\x00")
                 try:
                     yield f"PNG {name} chunk", zlib.decompress(rest[1:])
                 except zlib.error:
                     pass
             elif ctype == b"iTXt":
-                keyword, _, rest = body.partition(b"\x00")
+                _keyword, _, rest = body.partition(b"\x00")
                 if rest[:1] == b"\x01":
                     text = rest[2:].split(b"\x00", 2)[-1]
                     try:
