@@ -66,3 +66,17 @@ def test_repeats_get_runs_in_series_order_and_acq_for_different_acquisitions() -
     assert [n.entities.get("run") for n in fmaps] == ["1", "1", "2", "2"]
     assert [n.entities for n in t2] == [{"acq": "2D"}, {"acq": "3D"}]
     assert single[0].entities == {}
+
+
+def test_labels_from_descriptions_must_not_hide_a_name() -> None:
+    from types import SimpleNamespace
+
+    from bidsdeid.convert.stage import _hides_identifier
+    from bidsdeid.privacy.identifiers import Identifiers
+
+    ids = Identifiers()
+    ids.add_name("Smith^John")
+    ctx = SimpleNamespace(identifiers=ids)
+    assert _hides_identifier(ctx, {"task": "johnsmith"})  # type: ignore[arg-type]
+    assert _hides_identifier(ctx, {"acq": "smithpilot"})  # type: ignore[arg-type]
+    assert not _hides_identifier(ctx, {"task": "rest", "run": "smith"})  # type: ignore[arg-type]

@@ -12,6 +12,7 @@ part of every participant as a token, so generic words are avoided.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +101,8 @@ def dataset_description(config: RunConfig) -> dict[str, Any]:
     try:
         source = json.loads((config.bids_dir / "dataset_description.json").read_text("utf-8"))
         license_text = source.get("License") if isinstance(source, dict) else None
-        if isinstance(license_text, str) and 0 < len(license_text) <= 64:
+        if isinstance(license_text, str) and re.fullmatch(r"[A-Za-z0-9.+\- ]{1,64}",
+                                                           license_text):
             desc["License"] = license_text
     except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         pass

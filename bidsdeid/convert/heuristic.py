@@ -88,8 +88,10 @@ class Decision:
         return f"{self.datatype}/{ents + '_' if ents else ''}{suffix}"
 
 
-def exclude(reason: str) -> Decision:
-    return Decision("exclude", reason)
+def exclude(reason: str, *, unclear: bool = False) -> Decision:
+    """Leave a series out. ``unclear``: it may be wanted data the rules do not understand
+    (the user gets a warning, not just a log line)."""
+    return Decision("exclude", reason, flags=["unclear"] if unclear else [])
 
 
 def _convert(datatype: str, suffix: str, reason: str, f: SeriesFacts,
@@ -212,7 +214,7 @@ def _diffusion(f: SeriesFacts) -> Decision | None:
         return _convert("fmap", "epi", "b=0 spin-echo EPI for distortion correction", f,
                         acq=acq, dir=direction_label(f) or "unknown")
     if f.n_volumes == 1 and not weighted and f.max_b <= 50:
-        return exclude("single b=0 volume of unclear role (no diffusion weighting)")
+        return exclude("single b=0 volume of unclear role (no diffusion weighting)", unclear=True)
     why = ("ImageType DIFFUSION" if f.image_types & {"DIFFUSION"} else
            "AcquisitionContrast DIFFUSION" if f.acquisition_contrast == "DIFFUSION" else
            "diffusion-weighted volumes (b-values)" if weighted else "description")
@@ -232,7 +234,7 @@ def _perfusion(f: SeriesFacts) -> Decision | None:
     if not (perfusion or _asl_evidence(f)):
         return None
     if not _asl_evidence(f):
-        return exclude("perfusion without arterial spin labelling (e.g. DSC): not supported")
+        return exclude("perfusion without arterial spin labelling (e.g. DSC): not supported", unclear=True)
     acq = reproin_entity(f.text, "acq") or ""
     contexts = set(f.asl_contexts)
     if (contexts == {"M_ZERO_SCAN"} or (not contexts and _has(f.text, "m0", "m0scan"))):
@@ -291,7 +293,7 @@ def _functional(f: SeriesFacts) -> Decision | None:
         d = _convert("func", "bold", f"BOLD ({why}, {f.n_volumes} volumes)", f,
                      task=task or "unknown", acq=acq, dir=direction or "")
     elif f.n_volumes < 2:
-        return exclude("single-volume EPI of unclear role (not a time series)")
+        return exclude("single-volume EPI of unclear role (not a time series)", unclear=True)
     else:
         return None
     if task is None:
@@ -370,4 +372,4 @@ def classify(f: SeriesFacts) -> Decision:
         decision = rule(f)
         if decision is not None:
             return decision
-    return exclude("not understood by the built-in rules (add a --mapping-file rule)")
+    return exclude("not understood by the built-in rules (add a --mapping-file rule)", unclear=True)

@@ -90,6 +90,8 @@ def log_decisions(ctx: ParticipantContext, plans: list[Plan],
             label = f"{d.datatype}/{d.suffix} (labels withheld: they match an identifier)"
         log.info("[sub-%s] %s: %s (%s; %s)", ctx.input_label, p.where, label, d.reason,
                  d.source)
+        if "unclear" in d.flags:
+            ctx.warn("convert", p.where, f"left out: {d.reason}")
         if "task-unknown" in d.flags:
             ctx.warn("convert", p.where, "no task name in the description: named "
                      "task-unknown (give the task with a --mapping-file rule)")

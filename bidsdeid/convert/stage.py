@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -55,7 +56,8 @@ def _named(ctx: ParticipantContext, plans: list[Plan]) -> list[Named]:
             ctx.warn(STAGE, p.where, w)
             p.notes.append(w)
         if not conv.ok:
-            ctx.error(STAGE, p.where, f"{conv.failure}; see {conv.workdir.name} in the work dir")
+            ctx.error(STAGE, p.where, f"{conv.failure} (its log: dcm2niix/{conv.workdir.name} "
+                      "in the work dir; a --mapping-file 'exclude' rule leaves it out)")
             p.notes.append(conv.failure or "failed")
             continue
         assigned = roles(p.decision, conv.outputs)
@@ -71,12 +73,25 @@ def _named(ctx: ParticipantContext, plans: list[Plan]) -> list[Named]:
     return items
 
 
+def _hides_identifier(ctx: ParticipantContext, entities: dict[str, str]) -> bool:
+    """True if a label taken from a description contains a name, ID or label of the
+    participant even inside a word (``task-johnsmith``): stricter than the token match."""
+    labels = [entities[k].lower() for k in _FROM_DESCRIPTION if entities.get(k)]
+    if not labels:
+        return False
+    for tok in ctx.identifiers.tokens(("name", "id", "label", "institution", "device")):
+        needle = re.sub(r"[^a-z0-9]", "", tok.text.lower())
+        if len(needle) >= 4 and any(needle in label for label in labels):
+            return True
+    return False
+
+
 def _safe_names(ctx: ParticipantContext, items: list[Named], matcher: Matcher) -> list[Named]:
     """Names must hold no identifier: labels taken from descriptions are neutralised."""
     kept = []
     for n in items:
         text = names.build_name(n.entities, n.suffix, "")
-        if matcher.first(text) is not None:
+        if matcher.first(text) is not None or _hides_identifier(ctx, n.entities):
             for key in _FROM_DESCRIPTION:
                 if key in n.entities:
                     n.entities[key] = "unknown" if key in ("task", "dir") else ""
