@@ -168,6 +168,10 @@ def _copy_one(ctx: ParticipantContext, path: Path, datatype: str, meta: dict[str
     clean = sidecar.scrub(raw, matcher.first, ctx.config.deid)
     kept = {**clean.kept, **sidecar.deid_fields(ctx.config.deid, defaced=False)}
     rel = names.rel_path(out_entities, datatype, suffix, ".nii.gz")
+    if any(im.rel_path == rel for im in ctx.images):
+        ctx.error(STAGE, where, "has the BIDS name of an image converted from DICOM; give one "
+                  "of them another name (--mapping-file) or leave one out")
+        return
     try:
         staging.stage_nifti(ctx, path, rel)
     except (nifti.NiftiError, OSError) as exc:
