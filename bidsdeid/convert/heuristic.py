@@ -123,7 +123,7 @@ def direction_label(f: SeriesFacts) -> str | None:
     label = reproin_entity(f.text, "dir")
     if label:
         return label.upper() if len(label) == 2 else label
-    for token in ("ap", "pa", "lr", "rl", "si", "is"):
+    for token in ("ap", "pa", "lr", "rl"):  # not si/is: "is" is an English word
         if _has(f.text, token):
             return token.upper()
     return None
