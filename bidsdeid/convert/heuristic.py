@@ -112,9 +112,13 @@ def task_label(f: SeriesFacts) -> str | None:
     label = reproin_entity(f.text, "task")
     if label:
         return label
-    if _has(f.text, "rest", "resting", "rs", "rsfmri", "rs-fmri", "restingstate",
-            "resting_state", "resting-state") or "resting" in f.text:
+    if (_has(f.text, "rs", "rsfmri", "rs-fmri", "rfmri", "restingstate", "resting_state",
+             "resting-state") or "resting" in f.text
+            or re.search(r"(?<![a-z0-9])rest(?:ing)?\d*(?![a-z])", f.text)):
         return "rest"
+    m = re.search(r"(?<![a-z0-9])tfmri_([a-z0-9]+)", f.text)  # HCP: tfMRI_<TASK>_<dir>
+    if m:
+        return m.group(1)
     return None
 
 
@@ -283,7 +287,7 @@ def _functional(f: SeriesFacts) -> Decision | None:
         return None
     task = task_label(f)
     acq = reproin_entity(f.text, "acq") or ""
-    direction = reproin_entity(f.text, "dir") and direction_label(f)
+    direction = direction_label(f)
     if _has(f.text, "sbref") or (f.n_volumes == 1 and _has(f.text, "sbref", "sb_ref",
                                                             "singleband", "single_band")):
         d = _convert("func", "sbref", "single-band reference (description)", f, task=task or
@@ -335,9 +339,13 @@ def _anatomical(f: SeriesFacts) -> Decision | None:
         if te < 10 and tr < 50 and f.mr_acquisition_type == "3D":
             return _convert("anat", "T1w", "3D spoiled gradient echo, short TR and TE", f,
                             acq=acq)
+    single_shot = name.startswith(("haste", "ssfse", "sshfse")) or _has(
+        f.text, "haste", "ssfse", "ss-fse", "ss_tse", "single-shot")
     if spin and not f.echo_planar:
-        if tr >= 1500 and te >= 60:
-            return _convert("anat", "T2w", "spin echo with long TR and long TE", f, acq=acq)
+        if te >= 60 and (tr >= 1500 or single_shot):
+            why = "single-shot turbo spin echo, long TE" if single_shot and tr < 1500 else \
+                "spin echo with long TR and long TE"
+            return _convert("anat", "T2w", why, f, acq=acq)
         if tr >= 1500 and te < 40 and not f.inversion_recovery:
             return _convert("anat", "PDw", "spin echo with long TR and short TE", f, acq=acq)
         if tr < 1000 and te < 30:
