@@ -56,6 +56,10 @@ def facts(**kw: object) -> SeriesFacts:
      "func/task-rest_bold"),
     (dict(echo_planar=True, scanning_sequence=frozenset({"EP", "GR"}), echo_times=(30.0,),
           n_volumes=1, description="func-bold_task-nback_SBRef"), "func/task-nback_sbref"),
+    (dict(echo_planar=True, scanning_sequence=frozenset({"EP", "GR"}), echo_times=(33.0,),
+          n_volumes=400, description="tfMRI_WM_LR"), "func/task-wm_dir-LR_bold"),
+    (dict(sequence_name="haste", scanning_sequence=frozenset({"SE"}), echo_times=(90.0,),
+          repetition_time=4.4, mr_acquisition_type="2D"), "anat/T2w"),
     # diffusion and EPI field maps
     (dict(echo_planar=True, scanning_sequence=frozenset({"EP", "SE"}), echo_times=(80.0,),
           b_values=(0, 1000.0), n_diffusion_weighted=600, n_volumes=33), "dwi/dwi"),
