@@ -301,12 +301,11 @@ def _parts(name: str, raw: bytes, depth: int = 0) -> Iterator[tuple[str, bytes]]
         inner_name = name[:-3] if lower.endswith(".gz") else name + ".inner"
         yield from _parts(inner_name, inner, depth + 1)
         return
-    if lower.endswith(".nii") or _nifti_header_span(raw) is not None and not lower.endswith(
-            tuple(_TEXT_EXTENSIONS - {""})):
-        span = _nifti_header_span(raw)
-        if span is not None and 348 <= span <= len(raw):
-            yield "NIfTI header", raw[:span]
-            return
+    text_name = Path(lower).suffix in _TEXT_EXTENSIONS - {""}
+    span = None if text_name else _nifti_header_span(raw)
+    if span is not None and 348 <= span <= len(raw):
+        yield "NIfTI header", raw[:span]  # header and extensions; voxels are numbers
+        return
     spans = _dicom_spans(raw)
     if spans is not None:
         for a, b in spans:
