@@ -81,6 +81,10 @@ def header_text(raw: bytes) -> dict[str, str]:
     return out
 
 
+GZIP_LEVEL = 1
+"""nibabel's default for .nii.gz: 3-4x faster than level 6 for files ~7% larger."""
+
+
 def write_scrubbed(src: Path, dst: Path) -> None:
     """Scrub ``src`` (.nii or .nii.gz) and write ``dst`` (.nii.gz) atomically."""
-    write_bytes(dst, gzip_bytes(scrub_bytes(read_image_bytes(src))))
+    write_bytes(dst, gzip_bytes(scrub_bytes(read_image_bytes(src)), level=GZIP_LEVEL))

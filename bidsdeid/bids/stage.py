@@ -24,7 +24,7 @@ def load_inputs(ctx: ParticipantContext) -> None:
     facts = FactsCollector()
 
     def on_header(ds: Dataset) -> None:
-        ctx.identifiers.add_dataset(ds)
+        ctx.identifiers.add_dataset_fast(ds)  # = add_dataset, without decoding pixel-side data
         facts(ds)  # what the series heuristic needs, taken in the same read
 
     ctx.dicom = index_participant(cfg.bids_dir, ctx.input_label, on_header=on_header,

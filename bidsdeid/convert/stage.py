@@ -23,6 +23,7 @@ from typing import Any
 from bidsdeid.bids import filters, names, schema, sidecar, staging
 from bidsdeid.context import BidsImage, ParticipantContext
 from bidsdeid.convert import asl, dcm2niix
+from bidsdeid.convert.heuristic import Decision
 from bidsdeid.convert.naming import Named, number_repeats, roles, short_name
 from bidsdeid.convert.plan import Plan, decide, log_decisions, write_table
 from bidsdeid.privacy.leakscan import Matcher, skipped_kinds
@@ -30,6 +31,19 @@ from bidsdeid.utils.atomic import write_json
 
 STAGE = "convert"
 _FROM_DESCRIPTION = ("task", "acq", "dir")
+
+
+def _asl_without_context(ctx: ParticipantContext, plans: list[Plan]) -> None:
+    """ASL series whose volume types are recorded nowhere are left out before converting."""
+    for p in plans:
+        d = p.decision
+        if d.converts and d.suffix == "asl" and d.aslcontext is None and not p.facts.asl_contexts:
+            why = asl.context(d, p.facts, p.facts.n_volumes)
+            if isinstance(why, str):
+                ctx.warn(STAGE, p.where, f"left out: {why}")
+                p.notes.append(f"left out: {why}")
+                p.decision = Decision("exclude", f"arterial spin labelling: {why}",
+                                      source=d.source)
 
 
 def _convert_all(ctx: ParticipantContext, plans: list[Plan]) -> None:
@@ -171,6 +185,7 @@ def run(ctx: ParticipantContext) -> None:
     matcher = Matcher(ctx.identifiers, skipped_kinds(ctx.config))
     log_decisions(ctx, plans, matcher.first)
     t1 = time.monotonic()
+    _asl_without_context(ctx, plans)
     _convert_all(ctx, plans)
     t2 = time.monotonic()
     items = _safe_names(ctx, _named(ctx, plans), matcher)
