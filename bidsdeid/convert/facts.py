@@ -74,13 +74,50 @@ def _find(ds: Dataset, keyword: str, depth: int = 2) -> Any:
     return None
 
 
-def _frame_value(frame: Dataset | None, shared: Dataset | None, keyword: str) -> Any:
-    for where in (frame, shared):
-        if where is not None:
-            v = _find(where, keyword, 2)
-            if v is not None:
-                return v
-    return None
+# The standard functional-group macro that holds each per-frame attribute.
+_MACRO = {
+    "FrameType": "MRImageFrameTypeSequence", "ComplexImageComponent": "MRImageFrameTypeSequence",
+    "EffectiveEchoTime": "MREchoSequence", "InversionTimes": "MRModifierSequence",
+    "DiffusionBValue": "MRDiffusionSequence", "TemporalPositionIndex": "FrameContentSequence",
+    "ASLContext": "MRArterialSpinLabelingSequence", "ImagePositionPatient": "PlanePositionSequence",
+    "RepetitionTime": "MRTimingAndRelatedParametersSequence",
+    "FlipAngle": "MRTimingAndRelatedParametersSequence",
+}
+
+
+class _FrameReader:
+    """Per-frame values of an enhanced object, read from the standard macros (fast), or
+    by searching the first frame's sequences once when a vendor put a value elsewhere."""
+
+    def __init__(self, shared: Dataset | None, first: Dataset) -> None:
+        self.shared = shared
+        self.searched: dict[str, bool] = {}
+        for keyword in _MACRO:
+            direct = self._macro(first, keyword) is not None
+            self.searched[keyword] = not direct and (
+                _find(first, keyword, 2) is not None
+                or (shared is not None and _find(shared, keyword, 2) is not None))
+
+    def _macro(self, frame: Dataset, keyword: str) -> Any:
+        for where in (frame, self.shared):
+            if where is None:
+                continue
+            seq = where.get(_MACRO[keyword])
+            if seq:
+                value = seq[0].get(keyword)
+                if value is not None:
+                    return value
+        return None
+
+    def get(self, frame: Dataset, keyword: str) -> Any:
+        if not self.searched[keyword]:
+            return self._macro(frame, keyword)
+        for where in (frame, self.shared):
+            if where is not None:
+                v = _find(where, keyword, 2)
+                if v is not None:
+                    return v
+        return None
 
 
 def _datetime(date: str, time: str) -> dt.datetime | None:
@@ -182,26 +219,27 @@ def file_facts(ds: Dataset) -> FileFacts:
     tr = _num(ds.get("RepetitionTime"))
     flip = _num(ds.get("FlipAngle"))
     if frames:
-        tr = tr if tr is not None else _num(_frame_value(frames[0], shared, "RepetitionTime"))
-        flip = flip if flip is not None else _num(_frame_value(frames[0], shared, "FlipAngle"))
+        read = _FrameReader(shared, frames[0])
+        tr = tr if tr is not None else _num(read.get(frames[0], "RepetitionTime"))
+        flip = flip if flip is not None else _num(read.get(frames[0], "FlipAngle"))
         for i, frame in enumerate(frames):
-            ftype = _strs(_frame_value(frame, shared, "FrameType"))
+            ftype = _strs(read.get(frame, "FrameType"))
             types.update(ftype)
-            te = _num(_frame_value(frame, shared, "EffectiveEchoTime"))
+            te = _num(read.get(frame, "EffectiveEchoTime"))
             if te is not None:
                 echo_times.append(round(te, 3))
-            ti = _num(_frame_value(frame, shared, "InversionTimes"))
+            ti = _num(read.get(frame, "InversionTimes"))
             if ti is not None:
                 inversion.append(ti)
-            b = _num(_frame_value(frame, shared, "DiffusionBValue"))
+            b = _num(read.get(frame, "DiffusionBValue"))
             b_values.append(b if b is not None else 0.0)
-            comp = _component(ftype, _frame_value(frame, shared, "ComplexImageComponent"))
+            comp = _component(ftype, read.get(frame, "ComplexImageComponent"))
             components.add(comp)
-            temporal = _num(_frame_value(frame, shared, "TemporalPositionIndex"))
-            ctx = _frame_value(frame, shared, "ASLContext")
+            temporal = _num(read.get(frame, "TemporalPositionIndex"))
+            ctx = read.get(frame, "ASLContext")
             if ctx:
                 asl.append((int(temporal) if temporal is not None else i, str(ctx).upper()))
-            pos = _position(_frame_value(frame, shared, "ImagePositionPatient"))
+            pos = _position(read.get(frame, "ImagePositionPatient"))
             if pos is not None:
                 positions.append(pos)
             groups.add((round(te * 1000) if te is not None else 0, comp))
