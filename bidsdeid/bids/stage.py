@@ -4,21 +4,32 @@ Indexes the raw DICOM (headers only) and finds the BIDS NIfTI input folder. Ever
 header read goes through :meth:`Identifiers.add_dataset`, so the leak scan knows
 every name, ID, date, UID, institution and device of the participant, whatever
 file it came from. Identifiers are saved in the private state dir (the group level
-rescans the whole dataset with them).
+rescans the whole dataset with them). The same read also collects the per-file facts
+the series heuristic needs (:class:`bidsdeid.convert.facts.FactsCollector`), so no
+header is read twice.
 """
 
 from __future__ import annotations
 
+from pydicom.dataset import Dataset
+
 from bidsdeid.context import ParticipantContext
+from bidsdeid.convert.facts import FactsCollector
 from bidsdeid.dicom.index import index_participant
 from bidsdeid.errors import DataError
 
 
 def load_inputs(ctx: ParticipantContext) -> None:
     cfg = ctx.config
-    ctx.dicom = index_participant(cfg.bids_dir, ctx.input_label,
-                                  on_header=ctx.identifiers.add_dataset,
+    facts = FactsCollector()
+
+    def on_header(ds: Dataset) -> None:
+        ctx.identifiers.add_dataset_fast(ds)  # = add_dataset, without decoding pixel-side data
+        facts(ds)  # what the series heuristic needs, taken in the same read
+
+    ctx.dicom = index_participant(cfg.bids_dir, ctx.input_label, on_header=on_header,
                                   sessions=cfg.session_label)
+    ctx.results["dicom_facts"] = facts.by_path
     for skipped in ctx.dicom.skipped:
         rel = skipped.path.relative_to(cfg.bids_dir) if skipped.path.is_relative_to(
             cfg.bids_dir) else skipped.path
@@ -29,5 +40,6 @@ def load_inputs(ctx: ParticipantContext) -> None:
         raise DataError(f"sub-{ctx.input_label}: nothing to convert (no readable DICOM under "
                         f"sourcedata/sub-{ctx.input_label} and no sub-{ctx.input_label}/ "
                         "BIDS folder)")
-    ctx.identifiers.add_label(ctx.input_label, "participant label")
+    # the participant label becomes an identifier only when it is replaced
+    # (bids.labels.assign), else every output path would be a "leak"
     ctx.identifiers.save(cfg.state_dir / f"sub-{ctx.input_label}" / "identifiers.json")

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.uid import UID_dictionary
@@ -71,6 +72,9 @@ _KEYWORD_KINDS: dict[str, str] = {
     "ReferringPhysicianAddress": "text", "ReferringPhysicianTelephoneNumbers": "id",
     "InstitutionCodeSequence": "institution",
 }
+
+_IDENTIFYING_VRS = frozenset({"PN", "DA", "DT", "UI"})
+"""VRs whose values are collected whatever their keyword (see :meth:`add_dataset`)."""
 
 # Free text shorter than this is not used as a whole-value token (e.g. "T1").
 _MIN_TEXT_LEN = 6
@@ -147,6 +151,53 @@ class Identifiers:
     def _add_elements(self, ds: Dataset) -> None:
         for elem in ds.iterall():
             if elem.VR == "SQ" or elem.value is None:
+                continue
+            kw = elem.keyword or ""
+            values: Iterable[object]
+            values = elem.value if isinstance(elem.value, MultiValue | list) else [elem.value]
+            for v in values:
+                if isinstance(v, bytes | bytearray):
+                    continue
+                text = str(v)
+                if elem.VR == "PN":
+                    self.add_name(text, kw or str(elem.tag))
+                elif elem.VR == "DA":
+                    self.add_date(text, kw)
+                elif elem.VR == "DT":
+                    self.add_date(text[:8], kw)
+                elif elem.VR == "UI":
+                    if text and text not in UID_dictionary:
+                        self.add("uid", text, kw)
+                elif kw in _KEYWORD_KINDS and _KEYWORD_KINDS[kw]:
+                    self.add(_KEYWORD_KINDS[kw], text, kw)
+
+    def add_dataset_fast(self, ds: Dataset) -> None:
+        """The same result as :meth:`add_dataset`, about 5x faster: elements whose VR and
+        keyword show they cannot hold an identifier are not decoded (decoding every
+        element dominated reading a study's headers). Added for the participant index;
+        ``tests/test_leakscan_identifiers.py`` checks both agree on every real header."""
+        if getattr(ds, "file_meta", None) is not None:
+            self._add_elements_fast(ds.file_meta)
+        self._add_elements_fast(ds)
+
+    def _add_elements_fast(self, ds: Dataset) -> None:
+        for tag in sorted(ds.keys()):
+            raw_vr = ds.get_item(tag).VR
+            keyword = "" if tag.is_private else (keyword_for_tag(tag) or "")
+            if raw_vr is None and not tag.is_private:
+                try:
+                    raw_vr = dictionary_VR(tag)
+                except KeyError:
+                    raw_vr = None
+            if (raw_vr not in (None, "UN", "SQ") and raw_vr not in _IDENTIFYING_VRS
+                    and keyword not in _KEYWORD_KINDS):
+                continue  # e.g. US, DS, FD, OB pixel-adjacent data: nothing to collect
+            elem = ds[tag]
+            if elem.VR == "SQ":
+                for item in elem.value or []:
+                    self._add_elements_fast(item)
+                continue
+            if elem.value is None:
                 continue
             kw = elem.keyword or ""
             values: Iterable[object]

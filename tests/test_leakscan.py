@@ -1,0 +1,151 @@
+"""The leak scan finds identifiers wherever text can hide in the output, and nowhere
+that holds only numbers (voxels, PNG pixel data)."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import struct
+import zlib
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from bidsdeid.privacy.identifiers import Identifiers
+from bidsdeid.privacy.leakscan import Matcher, scan_file, scan_tree
+
+NAME = "Fernwhistle"
+
+
+@pytest.fixture()
+def ids() -> Identifiers:
+    ids = Identifiers()
+    ids.add_name(f"{NAME}^Zorbulon")
+    ids.add("id", "PID88X7731", "PatientID")
+    ids.add_date("20180918", "StudyDate")
+    ids.add("uid", "1.3.12.2.1107.5.2.43.67093.2022071112080825794102791", "SOPInstanceUID")
+    ids.add("institution", "Quuxvale Infirmary", "InstitutionName")
+    return ids
+
+
+def _png(chunks: list[tuple[bytes, bytes]]) -> bytes:
+    out = b"\x89PNG\r\n\x1a\n"
+    for ctype, body in chunks:
+        out += struct.pack(">I", len(body)) + ctype + body + struct.pack(
+            ">I", zlib.crc32(ctype + body))
+    return out
+
+
+def _kinds(hits: list) -> set[tuple[str, str]]:  # type: ignore[type-arg]
+    return {(h.kind, h.where) for h in hits}
+
+
+def test_matcher_boundaries_case_and_forms(ids: Identifiers) -> None:
+    m = Matcher(ids)
+    assert m.first("scan of fernwhistle") is not None
+    assert m.first("Fernwhistlex") is None  # not a whole token
+    assert m.first("2018-09-18T10:00") is not None and m.first("18/09/2018") is not None
+    assert m.first("2.25.1234") is None
+    assert m.first(b"QUUXVALE INFIRMARY") is not None
+
+
+def test_matcher_handles_thousands_of_long_tokens() -> None:
+    ids = Identifiers()
+    for i in range(3000):
+        ids.add("uid", f"1.3.12.2.1107.5.2.43.67093.20220711120808257941{i:05d}", "uid")
+    ids.add("text", "x" * 5000, "ImageComments")  # one very long free text
+    m = Matcher(ids)
+    assert m.first("ref 1.3.12.2.1107.5.2.43.67093.2022071112080825794102999.") is not None
+    assert m.first("1.3.12.2.1107.5.2.43.67093.20220711120808257941029999") is None
+
+
+def test_nifti_header_is_scanned_inside_gzip_but_not_voxels(ids: Identifiers,
+                                                            tmp_path: Path) -> None:
+    data = np.frombuffer(NAME.encode() * 40, dtype=np.uint8).reshape(40, 11, 1)
+    img = nib.Nifti1Image(data, np.eye(4))
+    clean = tmp_path / "clean.nii.gz"
+    nib.save(img, clean)
+    assert scan_file(clean, "clean.nii.gz", Matcher(ids)) == []  # the name is only voxels
+    img.header["descrip"] = b"scan of PID88X7731"
+    dirty = tmp_path / "dirty.nii.gz"
+    nib.save(img, dirty)
+    assert _kinds(scan_file(dirty, "dirty.nii.gz", Matcher(ids))) == {("id", "NIfTI header")}
+
+
+def test_nifti_extension_is_scanned(ids: Identifiers, tmp_path: Path) -> None:
+    img = nib.Nifti1Image(np.zeros((2, 2, 2), np.int16), np.eye(4))
+    img.header.extensions.append(nib.nifti1.Nifti1Extension(6, b"Quuxvale Infirmary\x00\x00"))
+    p = tmp_path / "ext.nii"
+    nib.save(img, p)
+    assert ("institution", "NIfTI header") in _kinds(scan_file(p, "ext.nii", Matcher(ids)))
+
+
+def test_dicom_header_scanned_pixel_data_not(ids: Identifiers, tmp_path: Path) -> None:
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+    ds.Rows, ds.Columns, ds.BitsAllocated, ds.BitsStored, ds.HighBit = 4, 11, 8, 8, 7
+    ds.SamplesPerPixel, ds.PixelRepresentation = 1, 0
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.PixelData = (NAME.encode() * 4)
+    clean = tmp_path / "clean.dcm"
+    ds.save_as(clean, enforce_file_format=True)
+    assert scan_file(clean, "clean.dcm", Matcher(ids)) == []
+    ds.ImageComments = f"for {NAME}"
+    dirty = tmp_path / "dirty.dcm"
+    ds.save_as(dirty, enforce_file_format=True)
+    assert _kinds(scan_file(dirty, "dirty.dcm", Matcher(ids))) == {("name", "DICOM header")}
+
+
+def test_png_text_chunks_scanned_idat_not(ids: Identifiers, tmp_path: Path) -> None:
+    ihdr = (b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0))
+    idat = (b"IDAT", NAME.encode())  # not valid image data, but never read as text
+    end = (b"IEND", b"")
+    clean = tmp_path / "a.png"
+    clean.write_bytes(_png([ihdr, idat, end]))
+    assert scan_file(clean, "a.png", Matcher(ids)) == []
+    ztxt = (b"zTXt", b"Comment\x00\x00" + zlib.compress(b"PID88X7731"))
+    dirty = tmp_path / "b.png"
+    dirty.write_bytes(_png([ihdr, ztxt, idat, end]))
+    assert _kinds(scan_file(dirty, "b.png", Matcher(ids))) == {("id", "PNG zTXt chunk")}
+
+
+def test_html_embedded_images_are_decoded_by_type(ids: Identifiers, tmp_path: Path) -> None:
+    png = _png([(b"IHDR", b"\x00" * 13), (b"tEXt", b"Author\x00Fernwhistle"), (b"IEND", b"")])
+    svg = b"<svg><text>Quuxvale Infirmary</text></svg>"
+    idat_only = _png([(b"IHDR", b"\x00" * 13), (b"IDAT", NAME.encode()), (b"IEND", b"")])
+    html = (b"<html><img src='data:image/png;base64," + base64.b64encode(png) + b"'>"
+            b"<img src=\"data:image/svg+xml;base64," + base64.b64encode(svg) + b"\">"
+            b"<img src='data:image/png;base64," + base64.b64encode(idat_only) + b"'></html>")
+    p = tmp_path / "report.html"
+    p.write_bytes(html)
+    kinds = _kinds(scan_file(p, "report.html", Matcher(ids)))
+    assert kinds == {("name", "embedded image/png (PNG tEXt chunk)"),
+                     ("institution", "embedded image/svg+xml (file content)")}
+
+
+def test_text_paths_and_gzip_tsv(ids: Identifiers, tmp_path: Path) -> None:
+    (tmp_path / "sub-Fernwhistle").mkdir()
+    (tmp_path / "sub-Fernwhistle" / "x.json").write_text('{"a": "2018-09-18T10:00:00"}')
+    (tmp_path / "physio.tsv.gz").write_bytes(gzip.compress(b"1\t2\nQuuxvale Infirmary\n"))
+    hits = scan_tree(tmp_path, ids)
+    where = {(h.rel_path, h.kind, h.where) for h in hits}
+    assert ("sub-Fernwhistle", "name", "a folder name") in where
+    assert ("sub-Fernwhistle/x.json", "name", "the file path") in where
+    assert ("sub-Fernwhistle/x.json", "date", "file content") in where
+    assert ("physio.tsv.gz", "institution", "file content") in where
+    assert all(NAME not in h.public_line() for h in hits)
+
+
+def test_skipped_kinds_are_not_searched(ids: Identifiers, tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("20180918")
+    assert scan_tree(tmp_path, ids, skip_kinds=["date"]) == []
+    assert len(scan_tree(tmp_path, ids)) == 1

@@ -1,0 +1,87 @@
+"""A leak that gets past the scrubber is caught by the participant leak scan, and then
+nothing of that participant is published (the scan is the last line of defence)."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nibabel.nifti1 import Nifti1Header
+
+from bidsdeid.bids import sidecar, tables
+from bidsdeid.cli.run import main
+from bidsdeid.context import ParticipantContext
+from bidsdeid.utils.atomic import gzip_bytes, write_bytes
+from conftest import make_dicom_study
+
+pytestmark = [pytest.mark.needs_shared, pytest.mark.xdist_group("pipeline_leak")]
+
+
+@pytest.fixture()
+def ge_study(shared_data: Path, tmp_path: Path) -> Path:
+    return make_dicom_study(shared_data, tmp_path / "study", {"ge": "ge"})
+
+
+def _run(study: Path, out: Path) -> int:
+    return main([str(study), str(out), "participant", "--deface-modalities", "none"])
+
+
+def _hits(out: Path) -> list[dict[str, Any]]:
+    audit = out.with_name(out.name + "_private") / "audit" / "sub-ge" / "leakscan.json"
+    return json.loads(audit.read_text())["hits"]
+
+
+def test_scrubber_letting_institution_through_is_caught(ge_study: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    real_scrub = sidecar.scrub
+
+    def leaky(raw: dict[str, Any], find: Any, deid: Any = None) -> sidecar.Scrubbed:
+        result = real_scrub(raw, find, deid)
+        if "InstitutionName" in raw:
+            result.kept["InstitutionName"] = raw["InstitutionName"]  # the bug we simulate
+        return result
+
+    monkeypatch.setattr(sidecar, "scrub", leaky)
+    out = tmp_path / "out"
+    assert _run(ge_study, out) == 1
+    assert not (out / "sub-ge").exists()  # nothing published
+    hits = _hits(out)
+    assert {h["kind"] for h in hits} == {"institution"}
+    assert hits[0]["rel_path"] == "sub-ge/func/sub-ge_task-unknown_bold.json"
+    err = capsys.readouterr().err
+    assert "leak scan found an institution identifier (from InstitutionName)" in err
+    assert "NIH FMRIF" not in err  # the value itself is never printed
+    assert "sub-ge FAILED" in err
+
+
+def test_token_in_a_staged_nifti_header_is_caught(ge_study: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    real_tables = tables.run
+
+    def tampering(ctx: ParticipantContext) -> None:
+        real_tables(ctx)
+        staged = ctx.stage_path(ctx.images[0].rel_path)
+        raw = gzip.decompress(staged.read_bytes())
+        hdr = Nifti1Header.from_fileobj(io.BytesIO(raw), check=False)
+        hdr["descrip"] = b"scan of Regression"  # a name part, inside the gzip
+        write_bytes(staged, gzip_bytes(hdr.binaryblock + raw[348:]))
+
+    monkeypatch.setattr(tables, "run", tampering)
+    out = tmp_path / "out"
+    assert _run(ge_study, out) == 1
+    assert not (out / "sub-ge").exists()
+    hits = _hits(out)
+    assert [(h["kind"], h["where"]) for h in hits] == [("name", "NIfTI header")]
+    assert hits[0]["text"] == "Regression"  # the private audit has the value
+
+
+def test_clean_run_publishes(ge_study: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert _run(ge_study, out) == 0
+    assert (out / "sub-ge" / "func" / "sub-ge_task-unknown_bold.nii.gz").is_file()
+    assert _hits(out) == []
