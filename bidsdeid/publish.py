@@ -169,9 +169,6 @@ def run(ctx: ParticipantContext) -> None:
             with contextlib.suppress(FileNotFoundError):
                 (config.output_dir / rel).unlink()
         _prune_empty(config, previous.get("output_label") or ctx.output_label)
-    from bidsdeid.bids import dataset
-
-    dataset.update_shared_files(config)
     write_json(state_dir(config, ctx.input_label) / MARKER, {
         "output_label": ctx.output_label,
         "settings": settings_fingerprint(config, ctx.key.fingerprint),
@@ -180,6 +177,9 @@ def run(ctx: ParticipantContext) -> None:
     }, perms=0o600)
     with contextlib.suppress(FileNotFoundError):
         (state_dir(config, ctx.input_label) / FAILED).unlink()
+    from bidsdeid.bids import dataset
+
+    dataset.update_shared_files(config)  # after the marker: this participant now counts
     ctx.results["published"] = sorted(published)
     log.info("[sub-%s] published %d files", ctx.input_label, len(published))
 
@@ -191,6 +191,9 @@ def record_failure(ctx: ParticipantContext) -> None:
     if removed:
         log.warning("[sub-%s] withdrew %d files of an earlier run from the output",
                     ctx.input_label, len(removed))
+        from bidsdeid.bids import dataset
+
+        dataset.update_shared_files(config)  # participants.tsv without the withdrawn one
     write_json(state_dir(config, ctx.input_label) / FAILED, {
         "output_label": ctx.output_label,
         "problems": [p.line() for p in ctx.problems],

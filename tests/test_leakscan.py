@@ -149,3 +149,20 @@ def test_skipped_kinds_are_not_searched(ids: Identifiers, tmp_path: Path) -> Non
     (tmp_path / "a.txt").write_text("20180918")
     assert scan_tree(tmp_path, ids, skip_kinds=["date"]) == []
     assert len(scan_tree(tmp_path, ids)) == 1
+
+
+def test_html_markup_is_not_content_but_text_and_attributes_are(tmp_path: Path) -> None:
+    """A session called "pre" must not match a <pre> tag; the same word as page text,
+    in an attribute value or a comment is a hit; base64 image text is not matched."""
+    from bidsdeid.privacy.identifiers import Identifiers
+    from bidsdeid.privacy.leakscan import scan_tree
+
+    ids = Identifiers()
+    ids.add_label("pre", "original session label")
+    page = tmp_path / "a.html"
+    page.write_text("<html><style>pre{white-space:pre}</style><body><pre>ok</pre>"
+                    '<img src="data:image/gif;base64,AA/pre/A"></body></html>')
+    assert scan_tree(tmp_path, ids) == []
+    for leak in ("<p>pre</p>", '<a title="pre">x</a>', "<!-- pre -->", "<script>'pre'</script>"):
+        page.write_text(f"<html><body>{leak}</body></html>")
+        assert scan_tree(tmp_path, ids), leak

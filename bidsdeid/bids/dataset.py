@@ -72,9 +72,9 @@ def completed_rows(config: RunConfig) -> list[dict[str, Any]]:
         label = (marker or {}).get("output_label") or row["participant_id"][4:]
         if f"sub-{label}" != row["participant_id"]:
             continue  # a fragment of an earlier run with other labels
-        # published = its files are in OUTPUT_DIR (publish.py calls this after copying and
-        # before writing the completion marker; a failed participant's files are withdrawn)
-        if _published(config, label):
+        # complete (marker written by publish.py before it calls this) and its files are
+        # in OUTPUT_DIR (a failed participant's files are withdrawn)
+        if marker is not None and _published(config, label):
             rows.append(row)
     return sorted(rows, key=lambda r: r["participant_id"])
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.uid import UID_dictionary
@@ -76,6 +77,15 @@ _KEYWORD_KINDS: dict[str, str] = {
 _IDENTIFYING_VRS = frozenset({"PN", "DA", "DT", "UI"})
 """VRs whose values are collected whatever their keyword (see :meth:`add_dataset`)."""
 
+TECHNICAL_KEYWORDS = frozenset({
+    "Manufacturer", "ManufacturerModelName", "SoftwareVersions", "SequenceName",
+    "PulseSequenceName", "ReceiveCoilName", "TransmitCoilName", "ImagedNucleus",
+    "MRAcquisitionType", "ScanningSequence", "SequenceVariant", "ScanOptions",
+})
+"""Attributes that describe the scanner model and sequence, never a person or a site
+(DeviceSerialNumber and StationName are not here: they identify a site)."""
+_TECHNICAL_KEY = "_technical"
+
 # Free text shorter than this is not used as a whole-value token (e.g. "T1").
 _MIN_TEXT_LEN = 6
 
@@ -100,6 +110,9 @@ class Identifiers:
 
     values: dict[str, dict[str, str]] = field(default_factory=lambda: {k: {} for k in KINDS})
     # values[kind][text] = source attribute
+    technical: set[str] = field(default_factory=set)
+    # upper-cased values of TECHNICAL_KEYWORDS: free text equal to one of them (an SR
+    # report quoting "MAGNETOM Prisma Fit") is not an identifier
 
     # -- adding ----------------------------------------------------------------------
     def add(self, kind: str, text: str, source: str = "") -> None:
@@ -152,24 +165,30 @@ class Identifiers:
         for elem in ds.iterall():
             if elem.VR == "SQ" or elem.value is None:
                 continue
-            kw = elem.keyword or ""
-            values: Iterable[object]
-            values = elem.value if isinstance(elem.value, MultiValue | list) else [elem.value]
-            for v in values:
-                if isinstance(v, bytes | bytearray):
-                    continue
-                text = str(v)
-                if elem.VR == "PN":
-                    self.add_name(text, kw or str(elem.tag))
-                elif elem.VR == "DA":
-                    self.add_date(text, kw)
-                elif elem.VR == "DT":
-                    self.add_date(text[:8], kw)
-                elif elem.VR == "UI":
-                    if text and text not in UID_dictionary:
-                        self.add("uid", text, kw)
-                elif kw in _KEYWORD_KINDS and _KEYWORD_KINDS[kw]:
-                    self.add(_KEYWORD_KINDS[kw], text, kw)
+            self._add_element(elem)
+
+    def _add_element(self, elem: DataElement) -> None:
+        """Record the values of one (non-sequence) element by VR and keyword."""
+        kw = elem.keyword or ""
+        values: Iterable[object]
+        values = elem.value if isinstance(elem.value, MultiValue | list) else [elem.value]
+        for v in values:
+            if isinstance(v, bytes | bytearray):
+                continue
+            text = str(v)
+            if kw in TECHNICAL_KEYWORDS:
+                self.technical.add(_clean(text).upper())
+            elif elem.VR == "PN":
+                self.add_name(text, kw or str(elem.tag))
+            elif elem.VR == "DA":
+                self.add_date(text, kw)
+            elif elem.VR == "DT":
+                self.add_date(text[:8], kw)
+            elif elem.VR == "UI":
+                if text and text not in UID_dictionary:
+                    self.add("uid", text, kw)
+            elif kw in _KEYWORD_KINDS and _KEYWORD_KINDS[kw]:
+                self.add(_KEYWORD_KINDS[kw], text, kw)
 
     def add_dataset_fast(self, ds: Dataset) -> None:
         """The same result as :meth:`add_dataset`, about 5x faster: elements whose VR and
@@ -190,7 +209,7 @@ class Identifiers:
                 except KeyError:
                     raw_vr = None
             if (raw_vr not in (None, "UN", "SQ") and raw_vr not in _IDENTIFYING_VRS
-                    and keyword not in _KEYWORD_KINDS):
+                    and keyword not in _KEYWORD_KINDS and keyword not in TECHNICAL_KEYWORDS):
                 continue  # e.g. US, DS, FD, OB pixel-adjacent data: nothing to collect
             elem = ds[tag]
             if elem.VR == "SQ":
@@ -199,24 +218,7 @@ class Identifiers:
                 continue
             if elem.value is None:
                 continue
-            kw = elem.keyword or ""
-            values: Iterable[object]
-            values = elem.value if isinstance(elem.value, MultiValue | list) else [elem.value]
-            for v in values:
-                if isinstance(v, bytes | bytearray):
-                    continue
-                text = str(v)
-                if elem.VR == "PN":
-                    self.add_name(text, kw or str(elem.tag))
-                elif elem.VR == "DA":
-                    self.add_date(text, kw)
-                elif elem.VR == "DT":
-                    self.add_date(text[:8], kw)
-                elif elem.VR == "UI":
-                    if text and text not in UID_dictionary:
-                        self.add("uid", text, kw)
-                elif kw in _KEYWORD_KINDS and _KEYWORD_KINDS[kw]:
-                    self.add(_KEYWORD_KINDS[kw], text, kw)
+            self._add_element(elem)
 
     def merge(self, other: Identifiers) -> None:
         for kind, vals in other.values.items():
@@ -228,7 +230,8 @@ class Identifiers:
         """All tokens, longest first (so a report names the most specific hit)."""
         selected = set(kinds) if kinds is not None else set(KINDS)
         out = [Token(k, t, s) for k, vals in self.values.items() if k in selected
-               for t, s in vals.items()]
+               for t, s in vals.items()
+               if not (k == "text" and t.upper() in self.technical)]
         return sorted(out, key=lambda tok: (-len(tok.text), tok.kind, tok.text))
 
     def __len__(self) -> int:
@@ -244,13 +247,18 @@ class Identifiers:
 
     # -- storage (PRIVATE_DIR only) ----------------------------------------------------
     def to_json(self) -> dict[str, dict[str, str]]:
-        return {k: dict(sorted(v.items())) for k, v in self.values.items()}
+        out = {k: dict(sorted(v.items())) for k, v in self.values.items()}
+        out[_TECHNICAL_KEY] = {t: "technical" for t in sorted(self.technical)}
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, dict[str, str]]) -> Identifiers:
         ids = cls()
         for kind, vals in data.items():
-            ids.values.setdefault(kind, {}).update(vals)
+            if kind == _TECHNICAL_KEY:
+                ids.technical.update(vals)
+            else:
+                ids.values.setdefault(kind, {}).update(vals)
         return ids
 
     def save(self, path: str | Path) -> None:

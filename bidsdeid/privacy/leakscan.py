@@ -11,7 +11,10 @@ boundaries, as :meth:`Token.pattern` defines), by what each file is:
 * PNG: every chunk except IDAT (compressed ``zTXt``/``iTXt`` text is inflated);
   JPEG: every segment before the entropy-coded scan;
 * HTML/SVG/XML/JSON/TSV/text: the whole text, and every embedded base64 ``data:`` URI
-  decoded and scanned by its media type;
+  decoded and scanned by its media type (the base64 text itself is not matched: random
+  base64 spells short words); for HTML/SVG/XML the text, attribute values, comments and
+  scripts are scanned, not tag names or style sheets (markup of our own templates, where
+  a ``<pre>`` tag would match a session called "pre");
 * anything else: every byte.
 
 A hit fails the participant (``ctx.error`` names the file, the KIND of identifier and
@@ -23,6 +26,7 @@ reuses :func:`scan_tree` over the whole OUTPUT_DIR.
 from __future__ import annotations
 
 import base64
+from html.parser import HTMLParser
 import binascii
 import gzip
 import os
@@ -50,6 +54,48 @@ _TEXT_EXTENSIONS = {".json", ".tsv", ".txt", ".md", ".html", ".htm", ".svg", ".x
 _DATA_URI = re.compile(rb"data:([a-zA-Z0-9.+/-]+)?((?:;[a-zA-Z0-9=.-]+)*);base64,"
                        rb"([A-Za-z0-9+/=\s]+)")
 _MAX_DEPTH = 4
+_MARKUP_EXTENSIONS = {".html", ".htm", ".svg", ".xml", ".xhtml"}
+
+
+class _MarkupContent(HTMLParser):
+    """Collects what a page says (text, attribute values, comments, scripts), not its
+    markup (tag and attribute names, style sheets)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._in_style = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "style":
+            self._in_style += 1
+        self.parts.extend(v for _k, v in attrs if v)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.parts.extend(v for _k, v in attrs if v)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "style" and self._in_style:
+            self._in_style -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self._in_style:
+            self.parts.append(data)
+
+    def handle_comment(self, data: str) -> None:
+        self.parts.append(data)
+
+
+def _markup_content(raw: bytes) -> bytes:
+    """The scannable content of an HTML/SVG/XML document (see :class:`_MarkupContent`);
+    the raw bytes if it does not parse as markup."""
+    parser = _MarkupContent()
+    try:
+        parser.feed(raw.decode("utf-8", "replace"))
+        parser.close()
+    except Exception:  # noqa: BLE001 - malformed markup: scan every byte instead
+        return raw
+    return "\n".join(parser.parts).encode("utf-8", "replace")
 
 
 @dataclass(frozen=True)
@@ -319,7 +365,9 @@ def _parts(name: str, raw: bytes, depth: int = 0) -> Iterator[tuple[str, bytes]]
     if jpeg is not None:
         yield from jpeg
         return
-    yield "file content", raw
+    markup = Path(lower).suffix in _MARKUP_EXTENSIONS
+    without_payloads = _DATA_URI.sub(rb"data:\1\2;base64,", raw) if b"base64," in raw else raw
+    yield "file content", (_markup_content(without_payloads) if markup else without_payloads)
     if b"base64," in raw:
         for m in _DATA_URI.finditer(raw):
             try:
