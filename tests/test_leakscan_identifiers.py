@@ -55,3 +55,23 @@ def test_fast_collection_reaches_private_and_nested_values() -> None:
     assert fast.to_json() == slow.to_json()
     assert "Gravelsby" in fast.values["name"] and "Quuxvale Infirmary" in fast.values[
         "institution"]
+
+
+def test_scanner_model_quoted_in_free_text_is_not_an_identifier_even_merged() -> None:
+    """An SR report quoting the scanner model must not make the model (kept in sidecars)
+    a leak, for one participant and for the group's merged identifiers."""
+    from pydicom.dataset import Dataset
+
+    from bidsdeid.privacy.identifiers import Identifiers
+
+    ds = Dataset()
+    ds.ManufacturerModelName = "MAGNETOM Prisma Fit"
+    ds.TextValue = "MAGNETOM Prisma Fit"
+    ds.ImageComments = "Fernwhistle visit"
+    one = Identifiers()
+    one.add_dataset_fast(ds)
+    texts = {t.text for t in one.tokens()}
+    assert "MAGNETOM Prisma Fit" not in texts and "Fernwhistle visit" in texts
+    group = Identifiers()
+    group.merge(Identifiers.from_json(one.to_json()))
+    assert {t.text for t in group.tokens()} == texts

@@ -32,6 +32,12 @@ EXPECTED = """
 .bidsignore
 README
 dataset_description.json
+derivatives/bidsdeid/sub-ge.html
+derivatives/bidsdeid/sub-ge_qc.json
+derivatives/bidsdeid/sub-philips.html
+derivatives/bidsdeid/sub-philips_qc.json
+derivatives/bidsdeid/sub-xa30.html
+derivatives/bidsdeid/sub-xa30_qc.json
 participants.json
 participants.tsv
 sub-ge/func/sub-ge_task-unknown_bold.json

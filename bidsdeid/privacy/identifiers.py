@@ -224,6 +224,7 @@ class Identifiers:
         for kind, vals in other.values.items():
             for text, src in vals.items():
                 self.values.setdefault(kind, {}).setdefault(text, src)
+        self.technical |= other.technical
 
     # -- using -----------------------------------------------------------------------
     def tokens(self, kinds: Iterable[str] | None = None) -> list[Token]:
