@@ -36,6 +36,8 @@ derivatives/bidsdeid/sub-ge.html
 derivatives/bidsdeid/sub-ge_qc.json
 derivatives/bidsdeid/sub-philips.html
 derivatives/bidsdeid/sub-philips_qc.json
+derivatives/bidsdeid/sub-twin.html
+derivatives/bidsdeid/sub-twin_qc.json
 derivatives/bidsdeid/sub-xa30.html
 derivatives/bidsdeid/sub-xa30_qc.json
 participants.json
