@@ -1,0 +1,77 @@
+"""Regions of a template, computed from its head and brain masks (template space, RAS).
+
+* face features (:func:`face_features`): the head in front of the brain's frontal pole
+  and below it: eyelids, nose, lips. The coverage gate requires the removed region to
+  cover them; it is defined independently of any face mask, so it also checks derived
+  face masks.
+* ears (:func:`ear_region`): everything lateral to the widest point of the brain (plus a
+  margin) in the band of heights and front-back positions of the auricles, relative to
+  the brain's bounding box. Used by ``--remove-ears``; never closer to the brain than the
+  margin by construction.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from bidsdeid.deface.volume import Volume
+
+FEATURES_FRONT_MARGIN_MM = 2.0
+FEATURES_BELOW_POLE_MM = 10.0
+EAR_MARGIN_MM = 4.0
+EAR_Y_BAND = (0.25, 0.62)  # fraction of the brain's back-to-front extent
+EAR_Z_BAND = (0.02, 0.55)  # fraction of the brain's bottom-to-top extent
+
+
+def _world_axes(vol: Volume) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """World x, y, z of every voxel, as three arrays of the volume's shape (float32)."""
+    i, j, k = (np.arange(s, dtype=np.float32) for s in vol.shape)
+    a = vol.affine.astype(np.float32)
+    x = a[0, 0] * i[:, None, None] + a[0, 1] * j[None, :, None] + a[0, 2] * k[None, None, :] + a[0, 3]
+    y = a[1, 0] * i[:, None, None] + a[1, 1] * j[None, :, None] + a[1, 2] * k[None, None, :] + a[1, 3]
+    z = a[2, 0] * i[:, None, None] + a[2, 1] * j[None, :, None] + a[2, 2] * k[None, None, :] + a[2, 3]
+    return x, y, z
+
+
+def face_features(vol: Volume, head: np.ndarray, brain: np.ndarray) -> np.ndarray:
+    """Head voxels in front of the frontal pole and below it (eyes, nose, mouth)."""
+    pts = vol.world(np.argwhere(brain).astype(float))
+    if len(pts) == 0:
+        return np.zeros(vol.shape, bool)
+    y_front = float(np.percentile(pts[:, 1], 99.9))
+    pole = pts[pts[:, 1] >= y_front - 5.0]
+    z_pole = float(np.median(pole[:, 2]))
+    _, y, z = _world_axes(vol)
+    return head & (y > y_front + FEATURES_FRONT_MARGIN_MM) & (z < z_pole - FEATURES_BELOW_POLE_MM)
+
+
+def ear_region(vol: Volume, brain: np.ndarray) -> np.ndarray:
+    """Lateral to the brain's widest point + margin, in the band where auricles sit."""
+    pts = vol.world(np.argwhere(brain).astype(float))
+    if len(pts) == 0:
+        return np.zeros(vol.shape, bool)
+    lo = np.percentile(pts, 0.1, axis=0)
+    hi = np.percentile(pts, 99.9, axis=0)
+    x_mid = (lo[0] + hi[0]) / 2
+    half = (hi[0] - lo[0]) / 2
+    x, y, z = _world_axes(vol)
+    ly, lz = hi[1] - lo[1], hi[2] - lo[2]
+    band = ((y >= lo[1] + EAR_Y_BAND[0] * ly) & (y <= lo[1] + EAR_Y_BAND[1] * ly)
+            & (z >= lo[2] + EAR_Z_BAND[0] * lz) & (z <= lo[2] + EAR_Z_BAND[1] * lz))
+    region = band & (np.abs(x - x_mid) > half + EAR_MARGIN_MM)
+    # never within the margin of the brain, whatever its shape
+    dist = ndimage.distance_transform_edt(~brain, sampling=vol.zooms)
+    return region & (dist > EAR_MARGIN_MM)
+
+
+def face_from_mask(mask: np.ndarray, face_value: object) -> np.ndarray:
+    """A face mask as float 0..1 with 1 = face, whatever the polarity of the file.
+
+    ``face_value`` 0 is pydeface's convention (1 everywhere except 0 over the face);
+    ``"auto"`` (user files) takes the smaller side as the face.
+    """
+    m = np.clip(mask.astype(np.float32), 0, 1)
+    if face_value == "auto":
+        face_value = 0 if float(m.mean()) > 0.5 else 1
+    return 1.0 - m if int(face_value) == 0 else m  # type: ignore[call-overload]
