@@ -8,6 +8,7 @@ staged, already scrubbed file: only the voxel bytes change. The file is gzipped 
 from __future__ import annotations
 
 import gzip
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,14 @@ import numpy as np
 from bidsdeid.deface.volume import Volume
 from bidsdeid.errors import DataError
 from bidsdeid.utils.atomic import gzip_bytes, write_bytes
+
+
+def _vox_offset(raw: bytes) -> int:
+    """Where the voxels start, read from the bytes (nibabel's in-memory header may say 0)."""
+    order = "<" if int.from_bytes(raw[:4], "little") in (348, 540) else ">"
+    if struct.unpack(order + "i", raw[:4])[0] == 348:
+        return max(int(struct.unpack(order + "f", raw[108:112])[0]), 352)
+    return max(int(struct.unpack(order + "q", raw[168:176])[0]), 544)
 
 
 @dataclass
@@ -43,8 +52,10 @@ class RawNifti:
                 nib.filebasedimages.ImageFileError) as exc:
             raise DataError(f"{path.name}: not a readable NIfTI image ({exc})") from exc
         hdr = img.header
-        slope, inter = hdr.get_slope_inter()
-        return cls(path=path, raw=raw, vox_offset=int(hdr["vox_offset"]),
+        # nibabel moves the scaling from the header into the array proxy on load
+        slope = getattr(img.dataobj, "slope", None)
+        inter = getattr(img.dataobj, "inter", None)
+        return cls(path=path, raw=raw, vox_offset=_vox_offset(raw),
                    dtype=hdr.get_data_dtype(), shape=tuple(int(s) for s in img.shape),
                    slope=1.0 if slope is None or not np.isfinite(slope) or slope == 0
                    else float(slope),

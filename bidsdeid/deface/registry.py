@@ -7,7 +7,8 @@ reads registries and picks the template for an age and a contrast:
 
 * a user ``--template HEAD [FACE_MASK [BRAIN_MASK]]`` wins over everything;
 * else the narrowest child cohort (infant cohorts by month, pediatric by year) that
-  covers the age and has the contrast, ranked by ``priority``;
+  covers the age (bounds inclusive; ties go to the nearest centre) and has the
+  contrast, ranked by ``priority``;
 * else (adult, or no age known) the first adult family with the contrast.
 """
 
@@ -138,8 +139,10 @@ def user_template_family(files: list[str]) -> Family:
 
 
 def _covers(rng: tuple[float, float | None], months: float) -> bool:
+    """Bounds are inclusive: an age on a boundary is covered by both cohorts, and the
+    narrower one (then the one whose centre is nearer) wins."""
     lo, hi = rng
-    return months >= lo and (hi is None or months < hi)
+    return months >= lo and (hi is None or months <= hi)
 
 
 def select(families: list[Family], age_months: float | None, contrast: str,
@@ -149,22 +152,22 @@ def select(families: list[Family], age_months: float | None, contrast: str,
         fam = user_template_family(user_template)
         return TemplateChoice(fam, None, contrast, "--template")
     if age_months is not None:
-        best: tuple[tuple[int, float, int], Family, str | None] | None = None
+        best: tuple[tuple[int, float, float, int], Family, str | None] | None = None
         for order, fam in enumerate(families):
             if fam.role != "child" or contrast not in fam.files:
                 continue
             for label, rng in fam.cohorts.items():
                 if not _covers(rng, age_months):
                     continue
-                width = (rng[1] if rng[1] is not None else 1e6) - rng[0]
-                key = (fam.priority, width, order)
+                hi = rng[1] if rng[1] is not None else 1e6
+                key = (fam.priority, hi - rng[0], abs(age_months - (hi + rng[0]) / 2), order)
                 if best is None or key < best[0]:
                     best = (key, fam, label)
         if best is not None:
             fam, label = best[1], best[2]
             lo, hi = fam.cohorts[label]
             return TemplateChoice(fam, label, contrast,
-                                  f"age {age_months:.1f} months in [{lo:g}, {hi:g}) months")
+                                  f"age {age_months:.1f} months in {lo:g}-{hi:g} months")
     adults = sorted((f for f in families if f.role == "adult" and contrast in f.files),
                     key=lambda f: f.priority)
     if not adults:

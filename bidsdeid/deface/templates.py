@@ -51,7 +51,8 @@ def templateflow_name(template: str, cohort: str | None, entities: dict[str, str
 def _is_real(path: Path) -> bool:
     """True for a real (g)zipped NIfTI, False for a missing file or an empty placeholder."""
     try:
-        if path.stat().st_size < 348:
+        size = path.stat().st_size
+        if size == 0 or (size < 348 and not path.name.endswith(".gz")):
             return False
         with open(path, "rb") as fh:
             head = fh.read(2)
