@@ -7,7 +7,7 @@ and writes ``templates/pydeface_desc-brain_mask.nii.gz`` (about 20 kB), which sh
 the package (``bidsdeid.registry``), so a user's clone needs no TemplateFlow download
 and no ``../shared`` to deface adults.
 
-How (reproducible: fixed seed, two threads):
+How (antspyx with a fixed seed):
 
 1. MNI152 2009 head (``--mni-head``; TemplateFlow
    ``tpl-MNI152NLin2009cAsym_res-01_T1w.nii.gz`` or the same template as
@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -62,7 +61,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dilate-mm", type=float, default=2.0)
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
-    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = "2"
 
     import nibabel as nib
     import numpy as np
@@ -111,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             "head_registered": args.mni_head.name,
             "brain_mask": brain_src.name,
             "registration": "antspyx SyN (affine 4/2/1 + SyN 60/30 at 4/2 mm), MI, "
-                            "face region and blank voxels masked out, 2 threads",
+                            "face region and blank voxels masked out",
         },
         "DilationMM": args.dilate_mm,
         "Voxels": int(warped.sum()),

@@ -1,10 +1,13 @@
-"""The one place antspyx is imported: lazily, with a fixed thread count and seed.
+"""The one place antspyx is imported: lazily, with one ITK thread and a fixed seed.
 
 ``import ants`` takes about 2 s, so only the functions that register import it, via
-:func:`ants`. ITK reads ``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS`` once, when its thread
-pool is first used, so the count is fixed before the first import and stays fixed for
-the process: registration with a fixed seed and a fixed thread count repeats bit for
-bit, which is what makes defaced outputs byte-identical between runs.
+:func:`ants`. Measured here: ANTs' Mattes-MI affine with 2 ITK threads gives a slightly
+different transform on every call (threads add up the metric in a varying order; 0.02 mm
+differences, enough to flip boundary voxels of a mask), with 1 thread it repeats bit for
+bit. Defaced outputs must be byte-identical between runs, so registration runs with
+exactly one ITK thread and a fixed seed; the registrations are small (4 mm then 2 mm),
+and parallelism comes from running images and participants side by side (--nprocs).
+ITK reads ``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS`` once, so it is set before the import.
 """
 
 from __future__ import annotations
@@ -15,30 +18,16 @@ from types import ModuleType
 SEED = 20240521
 """Seed of ANTs' random metric sampling (``--random-seed``)."""
 
-DEFAULT_THREADS = 2
+ITK_THREADS = 1
 
 _ANTS: ModuleType | None = None
 
 
-def threads() -> int:
-    """The registration thread count of this process (set before ``ants`` is imported)."""
-    try:
-        return max(1, int(os.environ.get("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "")))
-    except ValueError:
-        return DEFAULT_THREADS
-
-
-def set_threads(n: int) -> None:
-    """Fix the ITK thread count; only effective before the first registration."""
-    if _ANTS is None:
-        os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(max(1, int(n)))
-
-
 def ants() -> ModuleType:
-    """Import antspyx once, with the thread count fixed and the seed set."""
+    """Import antspyx once, with one ITK thread and the seed set."""
     global _ANTS
     if _ANTS is None:
-        os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", str(DEFAULT_THREADS))
+        os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(ITK_THREADS)
         import ants as _ants
         import ants.config
 

@@ -26,7 +26,7 @@ from scipy import ndimage
 from bidsdeid.deface import regions
 from bidsdeid.deface.registry import Family, TemplateChoice, load_registry
 from bidsdeid.deface.templates import required_files, resolve_file
-from bidsdeid.deface.volume import Volume, head_mask, resample_to
+from bidsdeid.deface.volume import Volume, downsample, head_mask, resample_to
 from bidsdeid.errors import DataError
 from bidsdeid.utils.atomic import gzip_bytes, write_bytes, write_json
 from bidsdeid.utils.locks import file_lock
@@ -39,19 +39,23 @@ MAX_CARVED_FRACTION = 0.05  # of the derived face mask; more means the derivatio
 MIN_FEATURE_COVERAGE = 0.95
 
 
+REGION_MM = 2.0
+"""Grid of the derived regions (head, face features, ears): they need no finer."""
+
+
 @dataclass
 class TemplateData:
-    """Everything on the grid of the template head of the chosen contrast."""
+    """A template head and its masks, each a :class:`Volume` on its own grid (the masks
+    are resampled onto an image through world coordinates, so grids need not match)."""
 
     id: str
     contrast: str
     head: Volume
-    face: np.ndarray  # float32, 1 = face
-    brain: np.ndarray  # bool
-    head_mask: np.ndarray  # bool
-    features: np.ndarray  # bool: eyes, nose, mouth
-    ears: np.ndarray  # bool
-    face_source: str  # "shipped" | "derived (affine|syn) from pydeface, cached"
+    face: Volume  # float32 0..1, 1 = face
+    brain: Volume  # float32 0/1
+    features: Volume  # float32 0/1: eyes, nose, mouth
+    ears: Volume  # float32 0/1
+    face_source: str  # "shipped" | "derived (affine+syn|affine) from pydeface ..."
 
 
 def cache_dir() -> Path:
@@ -69,6 +73,17 @@ def _digest(*paths: Path | None, extra: str = "") -> str:
         if p is not None:
             h.update(p.read_bytes())
     return h.hexdigest()[:20]
+
+
+def _regions(head: Volume, brain: Volume) -> tuple[Volume, Volume]:
+    """Face features and ears on a ~2 mm grid (fast; they need no finer)."""
+    low = downsample(head, REGION_MM)
+    brain_low = resample_to(brain.data, brain.affine, low.shape, low.affine) >= 0.5
+    hm = head_mask(low)
+    feats = regions.face_features(low, hm, brain_low)
+    ears = regions.ear_region(low, brain_low)
+    return (Volume(feats.astype(np.float32), low.affine),
+            Volume(ears.astype(np.float32), low.affine))
 
 
 def _on_grid(src: Path, target: Volume) -> np.ndarray:
@@ -93,16 +108,19 @@ def _derive(choice: TemplateChoice, target: Volume, brain: np.ndarray | None,
 
     ref = reference()
     how = str(choice.family.face_mask.get("derive", "affine"))
-    reg = register.register(target, ref.head, kind="Affine", sloppy=sloppy)
+    reg = register.register(target, ref.head, kind="Affine", sloppy=sloppy, rotate=False)
+    face = resample_to(ref.face.data, ref.face.affine, target.shape, target.affine,
+                       reg.matrix, mode="nearest")
+    ref_brain = resample_to(ref.brain.data, ref.brain.affine, target.shape, target.affine,
+                            reg.matrix)
     if how == "syn":
-        face, ref_brain = register.syn_warp(
-            target, ref.head, [Volume(ref.face, ref.head.affine),
-                               Volume(ref.brain.astype(np.float32), ref.head.affine)],
-            reg.matrix, sloppy=sloppy)
-    else:
-        face = resample_to(ref.face, ref.head.affine, target.shape, target.affine, reg.matrix)
-        ref_brain = resample_to(ref.brain.astype(np.float32), ref.head.affine, target.shape,
-                                target.affine, reg.matrix)
+        # SyN follows the face's tissue; the affine keeps the mask's extent in the air
+        # around it: their union, then the brain carved out below
+        face_syn, brain_syn = register.syn_warp(target, ref.head, [ref.face, ref.brain],
+                                                reg.matrix, sloppy=sloppy)
+        face = np.maximum(face, face_syn)
+        ref_brain = brain_syn
+        how = "affine+syn"
     if brain is None:
         brain = ref_brain >= 0.5
     near_brain = ndimage.distance_transform_edt(~brain, sampling=target.zooms) <= CARVE_MARGIN_MM
@@ -112,7 +130,8 @@ def _derive(choice: TemplateChoice, target: Volume, brain: np.ndarray | None,
         raise DataError(f"template {choice.id}: the face mask derived from pydeface overlaps "
                         f"its brain mask ({carved} voxels): derivation failed")
     face = np.where(near_brain, 0.0, face).astype(np.float32)
-    feats = regions.face_features(target, head_mask(target), brain)
+    feats_vol, _ = _regions(target, Volume(brain.astype(np.float32), target.affine))
+    feats = resample_to(feats_vol.data, feats_vol.affine, target.shape, target.affine) >= 0.5
     covered = float((face[feats] >= 0.5).mean()) if feats.any() else 0.0
     if covered < MIN_FEATURE_COVERAGE:
         raise DataError(f"template {choice.id}: the derived face mask covers {covered:.0%} of "
@@ -139,7 +158,7 @@ def _cached_masks(choice: TemplateChoice, files: dict[str, Path | None],
             brain = _on_grid(files["brain_mask"], target) >= 0.5
         log.info("deriving a face mask for template %s (once; cached in %s)", choice.id, folder)
         face, brain, how = _derive(choice, target, brain, sloppy)
-        for path, arr in ((face_p, (face * 255).round().astype(np.uint8)),
+        for path, arr in ((face_p, (np.clip(face, 0, 1) * 255).round().astype(np.uint8)),
                           (brain_p, brain.astype(np.uint8))):
             img = nib.Nifti1Image(arr, target.affine)
             write_bytes(path, gzip_bytes(img.to_bytes()))
@@ -173,26 +192,25 @@ def _load_files(choice: TemplateChoice, files: dict[str, Path | None],
     head = Volume.load(head_p)
     face_value = family.face_mask.get("face_value", 1)
     if files["face_mask"] is not None and files["brain_mask"] is not None:
-        face = regions.face_from_mask(_on_grid(files["face_mask"], head), face_value)
-        brain = _on_grid(files["brain_mask"], head) >= 0.5
+        face_vol = Volume.load(files["face_mask"])
+        face = Volume(regions.face_from_mask(face_vol.data, face_value), face_vol.affine)
+        brain_vol = Volume.load(files["brain_mask"])
         source = "shipped"
     else:
         face_p, brain_p, source = _cached_masks(choice, files, sloppy)
-        brain = _on_grid(brain_p, head) >= 0.5
+        brain_vol = Volume.load(brain_p)
         if files["face_mask"] is not None:
-            face = regions.face_from_mask(_on_grid(files["face_mask"], head), face_value)
+            face_vol = Volume.load(files["face_mask"])
+            face = Volume(regions.face_from_mask(face_vol.data, face_value), face_vol.affine)
             source = "shipped face mask, brain mask " + source
         else:
-            face = _on_grid(face_p, head) / (255.0 if _is_uint8(face_p) else 1.0)
-    hm = head_mask(head)
-    return TemplateData(id=choice.id, contrast=contrast, head=head,
-                        face=np.clip(face, 0, 1).astype(np.float32), brain=brain,
-                        head_mask=hm, features=regions.face_features(head, hm, brain),
-                        ears=regions.ear_region(head, brain), face_source=source)
-
-
-def _is_uint8(path: Path) -> bool:
-    return nib.load(str(path)).get_data_dtype() == np.uint8
+            face_vol = Volume.load(face_p)
+            face = Volume(face_vol.data / 255.0, face_vol.affine)  # cached as uint8 0..255
+    brain = Volume((brain_vol.data >= 0.5).astype(np.float32), brain_vol.affine)
+    face = Volume(np.clip(face.data, 0, 1).astype(np.float32), face.affine)
+    features, ears = _regions(head, brain)
+    return TemplateData(id=choice.id, contrast=contrast, head=head, face=face, brain=brain,
+                        features=features, ears=ears, face_source=source)
 
 
 def precompute(families: list[Family], sloppy: bool = False) -> list[tuple[str, str]]:

@@ -1,7 +1,7 @@
 """Regions of a template, computed from its head and brain masks (template space, RAS).
 
 * face features (:func:`face_features`): the head in front of the brain's frontal pole
-  and below it: eyelids, nose, lips. The coverage gate requires the removed region to
+  and below the floor of the frontal lobe: lower eyelids, nose, lips. The coverage gate requires the removed region to
   cover them; it is defined independently of any face mask, so it also checks derived
   face masks.
 * ears (:func:`ear_region`): everything lateral to the widest point of the brain (plus a
@@ -18,7 +18,8 @@ from scipy import ndimage
 from bidsdeid.deface.volume import Volume
 
 FEATURES_FRONT_MARGIN_MM = 2.0
-FEATURES_BELOW_POLE_MM = 10.0
+FEATURES_FRONT_DEPTH_MM = 15.0  # the frontal lobe's floor is read this far behind the pole
+FEATURES_BELOW_FLOOR = 0.11  # of the brain's height: from the orbit roof to mid-eye
 EAR_MARGIN_MM = 4.0
 EAR_Y_BAND = (0.25, 0.62)  # fraction of the brain's back-to-front extent
 EAR_Z_BAND = (0.02, 0.55)  # fraction of the brain's bottom-to-top extent
@@ -35,15 +36,19 @@ def _world_axes(vol: Volume) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def face_features(vol: Volume, head: np.ndarray, brain: np.ndarray) -> np.ndarray:
-    """Head voxels in front of the frontal pole and below it (eyes, nose, mouth)."""
+    """Head voxels in front of the frontal pole and below the floor of the frontal lobe
+    there (the roof of the orbits) by 11 % of the brain's height (about mid-eye, at any
+    age): lower eyelids, nose, lips. Brows and forehead are not included (pydeface's mask
+    leaves them, and an infant's forehead is large)."""
     pts = vol.world(np.argwhere(brain).astype(float))
     if len(pts) == 0:
         return np.zeros(vol.shape, bool)
     y_front = float(np.percentile(pts[:, 1], 99.9))
-    pole = pts[pts[:, 1] >= y_front - 5.0]
-    z_pole = float(np.median(pole[:, 2]))
+    front = pts[pts[:, 1] >= y_front - FEATURES_FRONT_DEPTH_MM]
+    height = float(np.percentile(pts[:, 2], 99.9) - np.percentile(pts[:, 2], 0.1))
+    z_floor = float(np.percentile(front[:, 2], 5)) - FEATURES_BELOW_FLOOR * height
     _, y, z = _world_axes(vol)
-    return head & (y > y_front + FEATURES_FRONT_MARGIN_MM) & (z < z_pole - FEATURES_BELOW_POLE_MM)
+    return head & (y > y_front + FEATURES_FRONT_MARGIN_MM) & (z < z_floor)
 
 
 def ear_region(vol: Volume, brain: np.ndarray) -> np.ndarray:

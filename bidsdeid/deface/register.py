@@ -156,9 +156,10 @@ def initial_guess(fixed: Volume, moving: Volume, p: dict[str, Any],
     zero = np.zeros(3)
     best = (-1.0, (0.0, 0.0, 0.0), zero)
     coarse = p["init_coarse_deg"]
+    side = coarse[::2]  # roll and yaw vary less than pitch between heads: half the grid
     for ax in coarse:
-        for ay in coarse:
-            for az in coarse:
+        for ay in side:
+            for az in side:
                 s = scorer.score(candidate((ax, ay, az), zero))
                 if s > best[0]:
                     best = (s, (ax, ay, az), zero)
@@ -206,14 +207,19 @@ def _level(vol: Volume, mm: float) -> Volume:
 def register(fixed: Volume, moving: Volume, *, kind: str = "Affine", sloppy: bool = False,
              init: np.ndarray | None = None, run_initialiser: bool = True,
              moving_pyramid: dict[float, Volume] | None = None,
-             extra_candidates: list[np.ndarray] | None = None) -> Registration:
+             extra_candidates: list[np.ndarray] | None = None,
+             rotate: bool = True) -> Registration:
     """Register ``moving`` to ``fixed`` (kind ``Affine`` or ``Rigid``); see module doc.
 
     ``init`` (fixed world -> moving world) replaces the initialiser when given, and
     ``run_initialiser=False`` starts from identity (tests force bad starts this way).
+    ``rotate=False`` keeps the initialiser to centring and shifts: for two templates,
+    both in a standard orientation, a rotation search only adds ways to go wrong.
     """
     ants = backend.ants()
     p = preset(sloppy)
+    if not rotate:
+        p = {**p, "init_coarse_deg": [0], "init_fine_deg": [0]}
     if init is None:
         init = (initial_guess(fixed, moving, p, extra=extra_candidates) if run_initialiser
                 else np.eye(4))

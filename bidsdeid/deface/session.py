@@ -18,7 +18,7 @@ from bidsdeid.deface import gates, register
 from bidsdeid.deface.library import TemplateData
 from bidsdeid.deface.nifti_io import RawNifti
 from bidsdeid.deface.result import GateResult
-from bidsdeid.deface.volume import Volume, resample_to
+from bidsdeid.deface.volume import Volume, resample_sparse, resample_to
 
 INFANT_T2_ANCHOR_MONTHS = 6.0
 T1_LIKE = ("T1w", "UNIT1", "MP2RAGE", "inplaneT1", "T1map", "R1map")
@@ -68,29 +68,25 @@ def choose_anchor(images: list[SessionImage], age_months: float | None
 def grid_masks(tpl: TemplateData, vol: Volume, world_to_template: np.ndarray,
                remove_ears: bool) -> gates.GridMasks:
     """Template face (+ ears), brain, features and head resampled onto ``vol``'s grid."""
-    shape, aff = vol.shape, vol.affine
-    face = tpl.face if not remove_ears else np.maximum(tpl.face, tpl.ears.astype(np.float32))
+    shape, aff, t = vol.shape, vol.affine, world_to_template
+
+    def on_grid(src: Volume, mode: str = "constant", sparse: bool = False) -> np.ndarray:
+        if sparse:
+            return resample_sparse(src.data, src.affine, shape, aff, t, mode=mode)
+        return resample_to(src.data, src.affine, shape, aff, t, mode=mode)
+
     # the face mask extends past the template's field of view (nearest edge), so an image
     # that shows more chin or neck than the template still loses it
-    removed = _resample(face, tpl.head.affine, shape, aff, world_to_template, "nearest") >= 0.5
-    brain = _resample(tpl.brain.astype(np.float32), tpl.head.affine, shape, aff,
-                      world_to_template) >= 0.5
-    feats = _resample(tpl.features.astype(np.float32), tpl.head.affine, shape, aff,
-                      world_to_template) >= 0.5
-    head = _resample(tpl.head.data, tpl.head.affine, shape, aff, world_to_template)
-    det = abs(float(np.linalg.det(world_to_template[:3, :3])))
-    expected = float(tpl.features.sum()) * tpl.head.voxel_ml / max(det, 1e-6) / vol.voxel_ml
+    removed = on_grid(tpl.face, "nearest", sparse=True) >= 0.5
+    if remove_ears:
+        removed |= on_grid(tpl.ears, sparse=True) >= 0.5
+    brain = on_grid(tpl.brain) >= 0.5
+    feats = on_grid(tpl.features, sparse=True) >= 0.5
+    head = on_grid(tpl.head)
+    det = abs(float(np.linalg.det(t[:3, :3])))
+    expected = float(tpl.features.data.sum()) * tpl.features.voxel_ml / max(det, 1e-6) \
+        / vol.voxel_ml
     return gates.GridMasks(removed, brain, feats, head.astype(np.float32), expected)
-
-
-def _resample(src: np.ndarray, src_aff: np.ndarray, shape: tuple[int, ...], aff: np.ndarray,
-              t: np.ndarray, mode: str = "constant") -> np.ndarray:
-    from scipy import ndimage
-
-    vox = np.linalg.inv(src_aff) @ t @ aff
-    return ndimage.affine_transform(src.astype(np.float32, copy=False), vox[:3, :3],
-                                    vox[:3, 3], output_shape=shape[:3], order=1,
-                                    mode=mode, cval=0.0, prefilter=False)
 
 
 def apply_mask(im: SessionImage, masks: gates.GridMasks, method: str) -> np.ndarray:

@@ -31,7 +31,7 @@ import numpy as np
 
 from bidsdeid.bids import age as age_mod
 from bidsdeid.context import BidsImage, ParticipantContext
-from bidsdeid.deface import backend, library, registry
+from bidsdeid.deface import library, registry
 from bidsdeid.deface.nifti_io import write_mask
 from bidsdeid.deface.result import DefaceResult
 from bidsdeid.deface.session import (ImageOutcome, SessionImage, choose_anchor,
@@ -102,7 +102,6 @@ def run(ctx: ParticipantContext) -> None:
                                     ctx.stage_path(im.rel_path), None, None, None, None))
     if not selected:
         return
-    backend.set_threads(ctx.config.omp_nthreads)
     by_session: dict[str | None, list[BidsImage]] = defaultdict(list)
     for im in sorted(selected, key=lambda i: i.rel_path):
         by_session[im.session].append(im)
