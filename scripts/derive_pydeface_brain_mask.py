@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import sys
 from pathlib import Path
 
@@ -42,7 +41,7 @@ PROVENANCE = REPO / "templates" / "pydeface_desc-brain_mask.json"
 
 def _nilearn_brain_mask() -> Path:
     try:
-        import nilearn  # noqa: F401
+        import nilearn
     except ImportError:
         sys.exit("derive_pydeface_brain_mask: give --mni-brain or `pip install nilearn` "
                  "(its ICBM152 2009a brain template is the default source)")
@@ -62,11 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
 
+    from importlib import resources
+
     import nibabel as nib
     import numpy as np
     from scipy import ndimage
-
-    from importlib import resources
 
     from bidsdeid.deface import backend
     from bidsdeid.utils.atomic import gzip_bytes, write_bytes, write_json

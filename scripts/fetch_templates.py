@@ -24,8 +24,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bidsdeid.deface import registry, templates  # noqa: E402
-from bidsdeid.deface.cli import fetch  # noqa: E402
+from bidsdeid.deface import registry, templates
+from bidsdeid.deface.cli import fetch
 
 
 def from_mirror(mirror: Path, families: list[registry.Family]) -> int:
@@ -33,7 +33,7 @@ def from_mirror(mirror: Path, families: list[registry.Family]) -> int:
     failed = 0
     for _tpl, _cohort, _ent, rel in templates.templateflow_files(families):
         src, dst = mirror / rel, home / rel
-        if not templates._is_real(src):  # noqa: SLF001
+        if not templates._is_real(src):
             print(f"FAILED {rel}: not in the mirror {mirror}", file=sys.stderr)
             failed += 1
             continue

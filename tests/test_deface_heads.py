@@ -142,7 +142,7 @@ def test_dicom_t1w_of_two_scanners(shared_data, template_env, tmp_path, name) ->
 def test_ears_and_reface(shared_data, template_env) -> None:
     src = shared_data / NIFTI_HEADS["niivue_T1w"]
     (plain,), _ = deface({"T1w": src})
-    (ears,), tpl = deface({"T1w": src}, remove_ears=True, method="reface")
+    (ears,), _ = deface({"T1w": src}, remove_ears=True, method="reface")
     _assert_safe(ears)
     extra = ears.removed & ~plain.removed
     assert extra.sum() * ears.image.volume.voxel_ml > 5  # both ears, several ml

@@ -58,7 +58,7 @@ def test_user_template_without_masks_gets_derived_ones(shared_data, template_env
     assert all(g.passed for g in out.gates), out.gates
     assert list((Path(template_env.parent) / "bidsdeid-cache" / "facemasks").glob(
         "user_my_infant_template_*_desc-face_mask.nii.gz"))
-    (again,), tpl2 = deface({"T1w": src}, template=[str(user_head)])
+    (_again,), tpl2 = deface({"T1w": src}, template=[str(user_head)])
     assert "cached" in tpl2.face_source or tpl2 is tpl
 
 

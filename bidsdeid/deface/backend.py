@@ -12,7 +12,9 @@ ITK reads ``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS`` once, so it is set before the
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from types import ModuleType
 
 SEED = 20240521
@@ -27,6 +29,11 @@ def ants() -> ModuleType:
     """Import antspyx once, with one ITK thread and the seed set."""
     global _ANTS
     if _ANTS is None:
+        if "ants" in sys.modules and os.environ.get(
+                "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS") != str(ITK_THREADS):
+            logging.getLogger("bidsdeid").warning(
+                "antspyx was imported before bidsdeid.deface set one ITK thread: "
+                "registrations may not repeat bit for bit in this process")
         os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(ITK_THREADS)
         import ants as _ants
         import ants.config

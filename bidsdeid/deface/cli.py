@@ -61,7 +61,7 @@ def fetch(families: list[registry.Family], *, dry_run: bool = False) -> int:
             failed += 1
             continue
         paths = got if isinstance(got, list) else [got]
-        ok = any(str(p).endswith(rel.split("/")[-1]) and templates._is_real(p)  # noqa: SLF001
+        ok = any(str(p).endswith(rel.split("/")[-1]) and templates._is_real(p)
                  for p in paths)
         print(("ok     " if ok else "FAILED ") + rel)
         failed += not ok

@@ -1,9 +1,9 @@
 """Regions of a template, computed from its head and brain masks (template space, RAS).
 
 * face features (:func:`face_features`): the head in front of the brain's frontal pole
-  and below the floor of the frontal lobe: lower eyelids, nose, lips. The coverage gate requires the removed region to
-  cover them; it is defined independently of any face mask, so it also checks derived
-  face masks.
+  and below the floor of the frontal lobe: lower eyelids, nose, lips. The coverage gate
+  requires the removed region to cover them; it is defined independently of any face
+  mask, so it also checks derived face masks.
 * ears (:func:`ear_region`): everything lateral to the widest point of the brain (plus a
   margin) in the band of heights and front-back positions of the auricles, relative to
   the brain's bounding box. Used by ``--remove-ears``; never closer to the brain than the
@@ -29,10 +29,9 @@ def _world_axes(vol: Volume) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """World x, y, z of every voxel, as three arrays of the volume's shape (float32)."""
     i, j, k = (np.arange(s, dtype=np.float32) for s in vol.shape)
     a = vol.affine.astype(np.float32)
-    x = a[0, 0] * i[:, None, None] + a[0, 1] * j[None, :, None] + a[0, 2] * k[None, None, :] + a[0, 3]
-    y = a[1, 0] * i[:, None, None] + a[1, 1] * j[None, :, None] + a[1, 2] * k[None, None, :] + a[1, 3]
-    z = a[2, 0] * i[:, None, None] + a[2, 1] * j[None, :, None] + a[2, 2] * k[None, None, :] + a[2, 3]
-    return x, y, z
+    i, j, k = i[:, None, None], j[None, :, None], k[None, None, :]
+    return tuple(a[r, 0] * i + a[r, 1] * j + a[r, 2] * k + a[r, 3]  # type: ignore[return-value]
+                 for r in range(3))
 
 
 def face_features(vol: Volume, head: np.ndarray, brain: np.ndarray) -> np.ndarray:

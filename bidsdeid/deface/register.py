@@ -164,7 +164,7 @@ def initial_guess(fixed: Volume, moving: Volume, p: dict[str, Any],
                 if s > best[0]:
                     best = (s, (ax, ay, az), zero)
     for _ in range(2):  # fine rotations, then shifts, around the best so far
-        s0, a0, t0 = best
+        _, a0, t0 = best
         for dx in p["init_fine_deg"]:
             for dy in p["init_fine_deg"]:
                 for dz in p["init_fine_deg"]:
@@ -172,7 +172,7 @@ def initial_guess(fixed: Volume, moving: Volume, p: dict[str, Any],
                     s = scorer.score(candidate(a, t0))
                     if s > best[0]:
                         best = (s, a, t0)
-        s0, a0, t0 = best
+        _, a0, t0 = best
         for sx in p["init_shift_mm"]:
             for sy in p["init_shift_mm"]:
                 for sz in p["init_shift_mm"]:

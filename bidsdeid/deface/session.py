@@ -152,5 +152,11 @@ def load_image(rel_path: str, suffix: str, path: Path) -> SessionImage:
     return SessionImage(rel_path, suffix, nifti, nifti.volume())
 
 
-__all__ = ["SessionImage", "ImageOutcome", "choose_anchor", "deface_session", "load_image",
-           "resample_to"]
+__all__ = [
+    "ImageOutcome",
+    "SessionImage",
+    "choose_anchor",
+    "deface_session",
+    "load_image",
+    "resample_to",
+]

@@ -7,8 +7,9 @@ participants.tsv, DICOM header), the anchor and an age-matched template
 
 * the un-defaced copy goes to the private work dir (``im.original``);
 * the staged image is overwritten with the defaced one (same header bytes, gzip mtime 0);
-* the deface mask is written as a derivative under ``ctx.staging``:
-  ``derivatives/bidsdeid/sub-<p>/[ses-<s>/]anat/<source entities>_space-<suffix>_desc-deface_mask.nii.gz``.
+* the deface mask is written as a derivative under ``ctx.staging``, as
+  ``derivatives/bidsdeid/sub-<p>/[ses-<s>/]anat/`` +
+  ``<source entities>_space-<suffix>_desc-deface_mask.nii.gz`` (+ a JSON sidecar).
   ``space-<suffix>`` names the grid of the source image (the T1w and the T2w of a
   session have different grids, so their masks can never share a name); all other
   entities of the source (acq, rec, run, echo, part, inv...) are kept;
@@ -34,8 +35,13 @@ from bidsdeid.context import BidsImage, ParticipantContext
 from bidsdeid.deface import library, registry
 from bidsdeid.deface.nifti_io import write_mask
 from bidsdeid.deface.result import DefaceResult
-from bidsdeid.deface.session import (ImageOutcome, SessionImage, choose_anchor,
-                                     deface_session, load_image)
+from bidsdeid.deface.session import (
+    ImageOutcome,
+    SessionImage,
+    choose_anchor,
+    deface_session,
+    load_image,
+)
 from bidsdeid.errors import BidsdeidError
 from bidsdeid.utils.atomic import copy_file, write_json
 
@@ -133,7 +139,7 @@ def _run_session(ctx: ParticipantContext, images: list[BidsImage], session: str 
     except BidsdeidError as exc:
         _fail_all(ctx, images, results, exc.message, age.months, age_source)
         return
-    except Exception as exc:  # noqa: BLE001 - fail closed, whatever broke
+    except Exception as exc:
         log.debug("deface failed", exc_info=True)
         _fail_all(ctx, images, results, f"defacing failed ({type(exc).__name__}: {exc})",
                   age.months, age_source)

@@ -58,7 +58,7 @@ class Volume:
 
 def downsample(vol: Volume, target_mm: float) -> Volume:
     """Block-average to about ``target_mm`` voxels (integer factors; fast, no aliasing)."""
-    factors = [max(1, int(round(target_mm / z))) for z in vol.zooms]
+    factors = [max(1, round(float(target_mm / z))) for z in vol.zooms]
     d = vol.data
     n = [s // f for s, f in zip(d.shape[:3], factors, strict=True)]
     if min(n) == 0:
@@ -99,7 +99,7 @@ def head_mask(vol: Volume, close_mm: float = 6.0) -> np.ndarray:
     if n > 1:
         sizes = ndimage.sum_labels(mask, lab, index=np.arange(1, n + 1))
         mask = lab == (1 + int(np.argmax(sizes)))
-    it = max(1, int(round(close_mm / float(vol.zooms.mean()))))
+    it = max(1, round(close_mm / float(vol.zooms.mean())))
     mask = ndimage.binary_closing(mask, iterations=it, border_value=0)
     return ndimage.binary_fill_holes(mask)
 
