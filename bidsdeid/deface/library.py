@@ -186,11 +186,39 @@ def load(choice: TemplateChoice, sloppy: bool = False) -> TemplateData:
 
 def _load_files(choice: TemplateChoice, files: dict[str, Path | None],
                 sloppy: bool) -> TemplateData:
-    family, contrast = choice.family, choice.contrast
+    """Head, face and brain masks, features and ears; the prepared masks are kept in
+    ``$BIDSDEID_CACHE/prepared`` (uint8, keyed by the files' content) so later runs
+    skip converting pydeface's float64 face mask and computing the regions."""
     head_p = files["head"]
     assert head_p is not None
     head = Volume.load(head_p)
-    face_value = family.face_mask.get("face_value", 1)
+    key = _digest(*[files[k] for k in ("head", "face_mask", "brain_mask")],
+                  extra=f"prepared|{choice.id}|{choice.family.face_mask}|{sloppy}")
+    prepared = cache_dir() / "prepared" / f"{key}.npz"
+    try:
+        with np.load(prepared) as z:
+            vols = {n: Volume(z[n].astype(np.float32) / (255.0 if n == "face" else 1.0),
+                              z[f"{n}_affine"]) for n in ("face", "brain", "features", "ears")}
+            source = str(z["source"])
+    except (OSError, KeyError, ValueError):
+        vols, source = _prepare(choice, files, head, sloppy)
+        arrays: dict[str, np.ndarray] = {"source": np.array(source)}
+        for n, v in vols.items():
+            scale = 255.0 if n == "face" else 1.0
+            arrays[n] = np.round(v.data * scale).astype(np.uint8)
+            arrays[f"{n}_affine"] = v.affine
+        prepared.parent.mkdir(parents=True, exist_ok=True)
+        tmp = prepared.with_name(f".{prepared.stem}.{os.getpid()}.npz")
+        np.savez_compressed(tmp, **arrays)
+        os.replace(tmp, prepared)
+    return TemplateData(id=choice.id, contrast=choice.contrast, head=head, face=vols["face"],
+                        brain=vols["brain"], features=vols["features"], ears=vols["ears"],
+                        face_source=source)
+
+
+def _prepare(choice: TemplateChoice, files: dict[str, Path | None], head: Volume,
+             sloppy: bool) -> tuple[dict[str, Volume], str]:
+    face_value = choice.family.face_mask.get("face_value", 1)
     if files["face_mask"] is not None and files["brain_mask"] is not None:
         face_vol = Volume.load(files["face_mask"])
         face = Volume(regions.face_from_mask(face_vol.data, face_value), face_vol.affine)
@@ -209,8 +237,7 @@ def _load_files(choice: TemplateChoice, files: dict[str, Path | None],
     brain = Volume((brain_vol.data >= 0.5).astype(np.float32), brain_vol.affine)
     face = Volume(np.clip(face.data, 0, 1).astype(np.float32), face.affine)
     features, ears = _regions(head, brain)
-    return TemplateData(id=choice.id, contrast=contrast, head=head, face=face, brain=brain,
-                        features=features, ears=ears, face_source=source)
+    return {"face": face, "brain": brain, "features": features, "ears": ears}, source
 
 
 def precompute(families: list[Family], sloppy: bool = False) -> list[tuple[str, str]]:

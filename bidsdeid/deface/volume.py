@@ -57,7 +57,18 @@ class Volume:
 
 
 def downsample(vol: Volume, target_mm: float) -> Volume:
-    """Block-average to about ``target_mm`` voxels (integer factors; fast, no aliasing)."""
+    """Block-average to about ``target_mm`` voxels (integer factors; fast, no aliasing).
+
+    Kept on the volume: the initialiser, the pyramid and the gates ask for the same
+    levels of the same image (do not modify ``vol.data`` in place afterwards)."""
+    cache: dict[float, Volume] = vol.__dict__.setdefault("_pyramid", {})
+    key = float(target_mm)
+    if key not in cache:
+        cache[key] = _block_mean(vol, key)
+    return cache[key]
+
+
+def _block_mean(vol: Volume, target_mm: float) -> Volume:
     factors = [max(1, round(float(target_mm / z))) for z in vol.zooms]
     d = vol.data
     n = [s // f for s, f in zip(d.shape[:3], factors, strict=True)]
