@@ -99,13 +99,22 @@ def test_t2w_loses_the_same_face_as_its_t1w(shared_data, template_env) -> None:
     assert other.metrics["similarity"] >= gates.MIN_SIMILARITY_COREG
 
 
-def test_90_degree_wrong_start_is_caught(shared_data, template_env) -> None:
-    src = shared_data / NIFTI_HEADS["niivue_T1w"]
-    good = register.register(Volume.load(src), _pydeface_head(), sloppy=True)
-    wrong = good.matrix @ matrix(rotation(90, 0, 0), np.zeros(3))
-    (out,), _ = deface({"T1w": src}, anchor_init=wrong)
+@pytest.mark.parametrize(("head", "age", "angles"), [
+    ("niivue_T1w", None, (90, 0, 0)),
+    ("infant_T2w", 1.0, (0, 0, 90)),  # NMI alone would pass this one (1.08)
+])
+def test_90_degree_wrong_start_is_caught(shared_data, template_env, head, age,
+                                         angles) -> None:
+    src = shared_data / (NIFTI_HEADS.get(head) or INFANT[head])
+    contrast = head.split("_")[1]
+    (good,), tpl = deface({contrast: src}, age_months=age)
+    assert good.passed
+    start = register.register(Volume.load(src), tpl.head, sloppy=True).matrix
+    wrong = start @ matrix(rotation(*angles), np.zeros(3))
+    (out,), _ = deface({contrast: src}, age_months=age, anchor_init=wrong)
     registration = next(g for g in out.gates if g.name == "registration")
     assert not registration.passed and not out.passed
+    assert "registration failed" in registration.message
 
 
 def test_template_of_the_wrong_age_is_caught(shared_data, template_env) -> None:
@@ -154,10 +163,3 @@ def test_ears_and_reface(shared_data, template_env) -> None:
     assert inside.mean() > 0 and np.corrcoef(
         inside, ears.template[ears.removed & (ears.template > 0.2 * ears.template.max())]
     )[0, 1] > 0.99
-
-
-def _pydeface_head() -> Volume:
-    from bidsdeid.deface import library, registry
-
-    fam = next(f for f in registry.load_registry() if f.id == "pydeface")
-    return library.load(registry.TemplateChoice(fam, None, "T1w", "")).head

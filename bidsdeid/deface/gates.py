@@ -9,7 +9,14 @@ Gates (DESIGN.md section 5):
   not take more than ``MAX_HEAD_FRACTION`` of the head;
 * registration: normalised mutual information after registration (4 mm grid, see
   :func:`bidsdeid.deface.register.similarity`) of at least ``MIN_SIMILARITY_TEMPLATE``
-  (template -> anchor) or ``MIN_SIMILARITY_COREG`` (anchor -> other image).
+  (template -> anchor) or ``MIN_SIMILARITY_COREG`` (anchor -> other image); and a
+  plausible geometry: the transform turns the head by at most ``MAX_ROTATION_DEG`` from
+  the orientation the header gives (the initialiser searches only that far: headers
+  are trusted to that level) without mirroring, and scales it within ``SCALE_RANGE``
+  (an age-matched template is never 1.5 times too big or small). NMI alone does not
+  separate good from broken for every head: with an infant template as the subject,
+  registrations started 90 degrees off end at NMI 1.036-1.079 (see below), but
+  their rotation or scale gives them away.
 
 How the similarity thresholds were set (``benchmarks/deface.py --calibrate`` prints the
 template figures; the co-registration ones come from the same heads): correct
@@ -37,6 +44,8 @@ BRAIN_TOLERANCE_MM = 1.0
 MIN_FEATURE_COVERAGE = 0.95
 MIN_FEATURES_IN_VIEW = 0.10  # below this fraction of the expected face, it is out of view
 MAX_HEAD_FRACTION = 0.45
+MAX_ROTATION_DEG = 45.0  # the initialiser trusts the header's orientation to this
+SCALE_RANGE = (0.67, 1.5)  # an age-matched template is never 1.5 times off in size
 MIN_SIMILARITY_TEMPLATE = 1.03
 MIN_SIMILARITY_COREG = 1.021
 DISTANCE_CAP_MM = 30.0
@@ -82,9 +91,22 @@ def brain_metrics(removed: np.ndarray, brain: np.ndarray, zooms: np.ndarray
     return 0, float(min(dist[rem].min(), DISTANCE_CAP_MM))
 
 
+def geometry(world_to_template: np.ndarray) -> tuple[float, float, float, bool]:
+    """Rotation angle (degrees), smallest and largest scale of a transform's linear part
+    (polar decomposition), and whether it mirrors."""
+    u, sv, vt = np.linalg.svd(world_to_template[:3, :3])
+    rot = u @ vt
+    mirrored = bool(np.linalg.det(rot) < 0)
+    cos = (np.trace(rot) - 1.0) / 2.0
+    return float(np.degrees(np.arccos(np.clip(cos, -1, 1)))), float(sv.min()), \
+        float(sv.max()), mirrored
+
+
 def evaluate(vol: Volume, masks: GridMasks, similarity: float, min_similarity: float,
-             registration_label: str) -> tuple[dict[str, float], list[GateResult]]:
-    """Metrics and gates of one image (see the module docstring)."""
+             registration_label: str, transform: np.ndarray
+             ) -> tuple[dict[str, float], list[GateResult]]:
+    """Metrics and gates of one image (see the module docstring). ``transform`` is the
+    registration's world transform (image -> template, or anchor -> image)."""
     removed = masks.removed
     n_removed = int(removed.sum())
     deep, dist = brain_metrics(removed, masks.brain, vol.zooms)
@@ -127,8 +149,19 @@ def evaluate(vol: Volume, masks: GridMasks, similarity: float, min_similarity: f
                                 f">= {MIN_FEATURE_COVERAGE:.0%} of eyes, nose, mouth removed;"
                                 f" not empty; <= {MAX_HEAD_FRACTION:.0%} of the head",
                                 "; ".join(problems)))
-    ok = similarity >= min_similarity
-    gates.append(GateResult("registration", ok, round(similarity, 4),
-                            f"{registration_label} NMI >= {min_similarity:g}",
-                            "" if ok else "registration failed: images do not match"))
+    angle, smin, smax, mirrored = geometry(transform)
+    metrics.update({"rotation_deg": round(angle, 2), "scale_min": round(smin, 4),
+                    "scale_max": round(smax, 4)})
+    problems = []
+    if similarity < min_similarity:
+        problems.append("images do not match")
+    if angle > MAX_ROTATION_DEG or mirrored:
+        problems.append(f"rotated {angle:.0f} degrees from the header's orientation")
+    if smin < SCALE_RANGE[0] or smax > SCALE_RANGE[1]:
+        problems.append(f"scaled {smin:.2f}-{smax:.2f}: template of the wrong size or age")
+    gates.append(GateResult(
+        "registration", not problems, round(similarity, 4),
+        f"{registration_label} NMI >= {min_similarity:g}; rotation <= "
+        f"{MAX_ROTATION_DEG:g} deg; scale {SCALE_RANGE[0]:g}-{SCALE_RANGE[1]:g}",
+        "registration failed: " + "; ".join(problems) if problems else ""))
     return metrics, gates

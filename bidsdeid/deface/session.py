@@ -119,7 +119,7 @@ def deface_session(images: list[SessionImage], tpl: TemplateData, anchor: Sessio
                             init=anchor_init)
     outcomes = [_outcome(anchor, "anchor", tpl, reg.matrix, reg.similarity,
                          gates.MIN_SIMILARITY_TEMPLATE, "template -> anchor",
-                         remove_ears, method)]
+                         remove_ears, method, reg.matrix)]
     anchor_ok = outcomes[0].passed
     for im in images:
         if im is anchor:
@@ -130,7 +130,7 @@ def deface_session(images: list[SessionImage], tpl: TemplateData, anchor: Sessio
         to_template = reg.matrix @ np.linalg.inv(rigid.matrix)
         out = _outcome(im, "coregistered", tpl, to_template, rigid.similarity,
                        gates.MIN_SIMILARITY_COREG, "anchor -> image (rigid)", remove_ears,
-                       method)
+                       method, rigid.matrix)
         if not anchor_ok:
             out.gates.append(GateResult("anchor", False, None, "the anchor passed its gates",
                                         f"the anchor {anchor.rel_path} failed a gate"))
@@ -140,9 +140,10 @@ def deface_session(images: list[SessionImage], tpl: TemplateData, anchor: Sessio
 
 def _outcome(im: SessionImage, role: str, tpl: TemplateData, to_template: np.ndarray,
              similarity: float, threshold: float, label: str, remove_ears: bool,
-             method: str) -> ImageOutcome:
+             method: str, geometry: np.ndarray) -> ImageOutcome:
     masks = grid_masks(tpl, im.volume, to_template, remove_ears)
-    metrics, gate_list = gates.evaluate(im.volume, masks, similarity, threshold, label)
+    metrics, gate_list = gates.evaluate(im.volume, masks, similarity, threshold, label,
+                                        geometry)
     return ImageOutcome(im, role, masks.removed, masks.brain, masks.template,
                         apply_mask(im, masks, method), metrics, gate_list)
 
