@@ -59,12 +59,30 @@ class TemplateData:
 
 
 def cache_dir() -> Path:
+    """``$BIDSDEID_CACHE``, else the user cache dir / bidsdeid; when that cannot be
+    written (a read-only home in a container), a private temporary folder, with a
+    warning: runs still work, they just derive masks again."""
     env = os.environ.get("BIDSDEID_CACHE")
     if env:
-        return Path(env)
-    import platformdirs
+        wanted = Path(env)
+    else:
+        import platformdirs
 
-    return Path(platformdirs.user_cache_dir("bidsdeid"))
+        wanted = Path(platformdirs.user_cache_dir("bidsdeid"))
+    try:
+        wanted.mkdir(parents=True, exist_ok=True)
+        probe = wanted / f".probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+        return wanted
+    except OSError:
+        import tempfile
+
+        fallback = Path(tempfile.gettempdir()) / f"bidsdeid-cache-{os.getuid()}"
+        fallback.mkdir(mode=0o700, exist_ok=True)
+        log.warning("template cache %s is not writable: using %s (set BIDSDEID_CACHE)",
+                    wanted, fallback)
+        return fallback
 
 
 def _digest(*paths: Path | None, extra: str = "") -> str:
