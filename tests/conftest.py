@@ -96,3 +96,58 @@ def run_cli(*args: str | os.PathLike[str], env: dict[str, str] | None = None,
         raise AssertionError(f"bidsdeid exited {proc.returncode}, expected {check}\n"
                              f"stdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}")
     return proc
+
+
+# -- templates (added for the deface tests) ---------------------------------------------
+# ../shared/data/templates stands in for TemplateFlow: the 0-2 month infant T1/T2 play
+# MNIInfant cohort 1, the MNI152 2009 head plays MNI152NLin2009cAsym (T1w only).
+TEMPLATEFLOW_STANDINS = {
+    "tpl-MNIInfant/cohort-1/tpl-MNIInfant_cohort-1_res-1_T1w.nii.gz":
+        "templates/infant_dcan/INFANT_MNI_T1_2mm.nii.gz",
+    "tpl-MNIInfant/cohort-1/tpl-MNIInfant_cohort-1_res-1_T2w.nii.gz":
+        "templates/infant_dcan/INFANT_MNI_T2_2mm.nii.gz",
+    "tpl-MNIInfant/cohort-1/tpl-MNIInfant_cohort-1_res-1_desc-brain_mask.nii.gz":
+        "templates/infant_dcan/INFANT_MNI_T1_1mm_brain_mask.nii.gz",
+    "tpl-MNI152NLin2009cAsym/tpl-MNI152NLin2009cAsym_res-01_T1w.nii.gz":
+        "templates/niivue_deface/MNI152_2009_SSW.nii.gz",
+}
+
+
+def _shared_tmp(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """A folder shared by every xdist worker of this test session."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    return base / name
+
+
+@pytest.fixture(scope="session")
+def templateflow_home(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A TEMPLATEFLOW_HOME filled from ../shared/data/templates (no network)."""
+    from bidsdeid.utils.locks import file_lock
+
+    root = _shared_tmp(tmp_path_factory, "templateflow")
+    with file_lock(str(root) + ".lock"):
+        if not (root / ".complete").exists():
+            for rel, src in TEMPLATEFLOW_STANDINS.items():
+                (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(shared_data / src, root / rel)
+            (root / ".complete").write_text("ok\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def deface_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A BIDSDEID_CACHE shared by the workers, so a derived face mask is made once."""
+    root = _shared_tmp(tmp_path_factory, "bidsdeid-cache")
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+@pytest.fixture()
+def template_env(templateflow_home: Path, deface_cache: Path,
+                 monkeypatch: pytest.MonkeyPatch) -> Path:
+    """TEMPLATEFLOW_HOME and BIDSDEID_CACHE set for one test."""
+    monkeypatch.setenv("TEMPLATEFLOW_HOME", str(templateflow_home))
+    monkeypatch.setenv("BIDSDEID_CACHE", str(deface_cache))
+    return templateflow_home
