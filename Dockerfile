@@ -17,7 +17,7 @@ RUN bash scripts/install.sh --system
 # ----    derived face masks, fetched and computed once at build time ----------------
 FROM install AS templates
 ENV TEMPLATEFLOW_HOME=/opt/templateflow BIDSDEID_CACHE=/opt/bidsdeid-cache
-RUN python scripts/fetch_templates.py --home "$TEMPLATEFLOW_HOME" \
+RUN python scripts/fetch_templates.py \
  && bidsdeid-templates precompute
 
 # ---- 3. final image -----------------------------------------------------------------
