@@ -83,7 +83,7 @@ def test_a_slab_without_the_whole_face_is_inconclusive(real_heads: dict[str, Pat
     check must not claim a pass; it asks a human (inconclusive)."""
     qc = _check(real_heads["niivue_T2w"], tmp_path)
     assert qc.face is not None and qc.face.before is not None
-    assert not qc.face.before.face
+    assert not qc.face.before.seen
     assert qc.face.status == "inconclusive" and qc.status == "inconclusive"
     assert all(g.passed for g in qc.gates)
 
@@ -92,11 +92,19 @@ def test_judge_rules() -> None:
     """The verdict table, on evidence built by hand."""
     seen = face.FaceEvidence({"front/frontal": 150.0}, 20.0)
     clean = face.FaceEvidence({"front/frontal": 2.0}, 3.0)
-    weak = face.FaceEvidence({"front/frontal": float(face.HAAR_WEAK)}, 3.0)
+    weak = face.FaceEvidence({"left45/profile": float(face.HAAR_WEAK)}, 3.0)
     nose_only = face.FaceEvidence({"front/frontal": 0.0}, face.NOSE_FACE_MM + 1)
+    profile = face.FaceEvidence({"right45/profile": float(face.HAAR_FACE)}, 3.0)
+    # the frontal pattern alone (brows and orbits above a cut) decides nothing ...
+    brows = face.FaceEvidence({"front/frontal": 150.0}, 4.0)
+    # ... but with a second sign it is a face
+    brows_and_bump = face.FaceEvidence({"front/frontal": 150.0}, face.NOSE_WEAK_MM)
     assert face.judge(seen, clean).status == "pass"
+    assert face.judge(seen, brows).status == "pass"
+    assert face.judge(seen, brows_and_bump).status == "fail"
     assert face.judge(seen, seen).status == "fail"
     assert face.judge(seen, nose_only).status == "fail"
+    assert face.judge(seen, profile).status == "fail"
     assert face.judge(seen, weak).status == "review"
     assert face.judge(clean, clean).status == "inconclusive"
     assert face.judge(None, clean).status == "inconclusive"
@@ -147,7 +155,7 @@ def test_pydeface_face_mask_on_its_template(shift: tuple[float, float, float],
     res = DefaceResult("sub-01/anat/sub-01_T1w.nii.gz", "T1w", "anchor", paths["orig"],
                        paths["defaced"], paths["removed"], None, None, template="pydeface")
     qc = assess(ImageInput(res.rel_path, "T1w", res, res.original, res.defaced))
-    assert qc.face is not None and qc.face.before is not None and qc.face.before.face
+    assert qc.face is not None and qc.face.before is not None and qc.face.before.seen
     if shift == (0.0, 0.0, 0.0):
         assert qc.face.status in ("pass", "review"), qc.face.message
     else:

@@ -127,7 +127,7 @@ def page_image(qc: ImageQC, index: int, private: bool) -> PageImage:
         if private and qc.face.before is not None:
             evidence.append(_evidence_row("before", qc.face.before))
         elif qc.face.before is not None:
-            evidence.append(("before", {"haar_text": "face found" if qc.face.before.face
+            evidence.append(("before", {"haar_text": "face found" if qc.face.before.seen
                                         else "no face found", "nose_mm": None}))
         if qc.face.after is not None:
             evidence.append(_evidence_row("after", qc.face.after))
