@@ -223,6 +223,15 @@ class Profile:
             self._private_cache[key] = d
         return d
 
+    def keeps(self, keyword: str) -> bool:
+        """True if the options keep this attribute's value on purpose (e.g. EthnicGroup
+        under Retain Patient Characteristics); used to tell the self-check."""
+        tag = tag_for_keyword(keyword)
+        if tag is None:
+            return False
+        kept = (KEEP, KEEP_TEXT, AGE)
+        return any(self.decide(int(tag), None, e).op in kept for e in (False, True))
+
     def overlay_removed(self) -> bool:
         """True when Overlay Data is removed, so whole 60xx overlay groups go."""
         return self._overlay_removed
@@ -233,8 +242,9 @@ class Profile:
             return self._apply_code(self.overrides[tag], tag, vr, enhanced, "override")
         if tag in (PATIENT_NAME, PATIENT_ID):
             return Decision(LABEL, "replaced by the participant label (D)")
-        if (tag & 0xFFFF) == 0 or (tag >> 16) == 0x0002:
-            return Decision(REMOVE, "group length or file meta inside the dataset: removed")
+        if (tag & 0xFFFF) == 0 or (tag >> 16) in (0x0000, 0x0002):
+            return Decision(REMOVE, "group length, command or file meta element inside the "
+                                    "dataset: removed")
         row = self.row(tag)
         if row is not None:
             if (tag >> 16) & 0xFF00 == 0x6000 and self.overlay_removed():

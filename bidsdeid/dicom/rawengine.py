@@ -40,7 +40,8 @@ ITEM = 0xFFFEE000
 ITEM_DELIM = 0xFFFEE00D
 SEQ_DELIM = 0xFFFEE0DD
 UNDEF = 0xFFFFFFFF
-LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "UC", "UN", "UR", "UT"})
+LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT",
+                      "UV"})
 _ITEM_DELIM_BYTES = struct.pack("<HHI", 0xFFFE, 0xE00D, 0)
 _SEQ_DELIM_BYTES = struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
 _unpack_hh = struct.Struct("<HH").unpack_from

@@ -18,17 +18,18 @@ The search is one pass, fast enough to run on every file:
   looked up in the set of original UIDs.
 
 Tokens equal to a value the tool itself writes (the participant label, the safe
-series names) are not searched, nor tokens equal to the value of an allow-listed
-technical attribute the file keeps (an SR's free text often repeats the model name
-and software version); kinds that an option keeps on purpose (dates under
+series names) are not searched; the values of allow-listed technical attributes the
+file keeps (model name, software version, coding scheme designators) are masked
+before the search, since free text often repeats them; kinds that an option keeps on purpose (dates under
 Full Dates, UIDs under Retain UIDs, institution and device under their Retain
-options) are skipped.
+options) are skipped, and so are tokens that came from an attribute the options keep
+(EthnicGroup under Retain Patient Characteristics).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from bidsdeid.config import DeidOptions
@@ -61,11 +62,18 @@ def skipped_kinds(options: DeidOptions) -> set[str]:
     return skip
 
 
+def _maskable(value: str) -> bool:
+    return sum(c.isalpha() for c in value) >= 3
+
+
 class LeakChecker:
     """Search bytes for a participant's identifiers (see module docstring)."""
 
     def __init__(self, tokens: Iterable[tuple[str, str, str]], *,
-                 allowed: Iterable[str] = (), skip_kinds: Iterable[str] = ()) -> None:
+                 allowed: Iterable[str] = (), skip_kinds: Iterable[str] = (),
+                 kept_on_purpose: Callable[[str], bool] | None = None) -> None:
+        """``kept_on_purpose(source keyword)``: the options keep that attribute (tokens
+        that came from it are not leaks)."""
         allow = {a.lower() for a in allowed if a}
         skip = set(skip_kinds)
         self.words: dict[bytes, tuple[Hit, re.Pattern[bytes] | None]] = {}
@@ -74,6 +82,8 @@ class LeakChecker:
         self.uid_parts: set[int] = set()
         for kind, text, source in tokens:
             if kind in skip or text.lower() in allow:
+                continue
+            if kept_on_purpose is not None and source and kept_on_purpose(source):
                 continue
             hit = Hit(kind, source, text.lower().encode("utf-8", "replace"))
             if kind == "uid":
@@ -106,21 +116,25 @@ class LeakChecker:
         """The first identifier found in ``data``, or None.
 
         ``kept_text``: values of allow-listed technical attributes this file keeps on
-        purpose (model name, software version, coil names); a token equal to one of
-        them is explained by that attribute and not reported.
+        purpose (model name, software version, coil names, coding scheme designators).
+        Their occurrences are masked before the token search (not the UID search; and
+        only values with three letters or more, so a short code never hides anything):
+        a name part that is also part of ``SIEMENS_RIS`` or ``syngo MR XA30`` is
+        explained by that attribute, while the same token anywhere else is found.
         """
-        low = data.lower()
+        masked = data
+        for value in sorted({v for v in kept_text if _maskable(v)}, key=len, reverse=True):
+            raw = value.encode("latin-1", "replace")
+            masked = masked.replace(raw, b" " * len(raw))
+        low = masked.lower()
         runs = set(_RUN.findall(low))
-        explained = {v.strip().lower().encode("utf-8", "replace") for v in kept_text}
         for run in runs.intersection(self.words):
             hit, numeric = self.words[run]
-            if hit.text in explained:
-                continue
-            if numeric is None or numeric.search(data):
+            if numeric is None or numeric.search(masked):
                 return hit
         for run in runs.intersection(self.multi):
             for hit, pattern in self.multi[run]:
-                if hit.text not in explained and pattern.search(data):
+                if pattern.search(masked):
                     return hit
         uids = self.uids
         parts = self.uid_parts

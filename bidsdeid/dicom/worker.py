@@ -77,7 +77,8 @@ def build(settings: WorkerSettings) -> FileDeidentifier:
     checker = None
     if settings.self_check:
         checker = LeakChecker(settings.tokens, allowed=[settings.label, *settings.allowed],
-                              skip_kinds=skipped_kinds(settings.options))
+                              skip_kinds=skipped_kinds(settings.options),
+                              kept_on_purpose=profile.keeps)
     return FileDeidentifier(deid, checker, refuse=refuse_by_flags)
 
 
