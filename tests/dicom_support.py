@@ -93,11 +93,20 @@ def dicom_inputs(root: Path) -> list[Path]:
 
 def walk_items(ds: Dataset) -> Iterator[Dataset]:
     """Every dataset (the top level and every sequence item, at any depth)."""
-    yield ds
+    for _path, item in walk_paths(ds):
+        yield item
+
+
+def walk_paths(ds: Dataset, path: tuple[tuple[int, int], ...] = ()
+               ) -> Iterator[tuple[tuple[tuple[int, int], ...], Dataset]]:
+    """(path, item) for the top level and every sequence item; a path is the list of
+    (sequence tag, item index) that leads to the item, so two files can be compared
+    place by place even when one lost a sequence."""
+    yield path, ds
     for elem in list(ds):
         if elem.VR == "SQ":
-            for item in elem.value:
-                yield from walk_items(item)
+            for i, item in enumerate(elem.value):
+                yield from walk_paths(item, path + ((int(elem.tag), i),))
 
 
 def all_uids(paths: Iterable[Path]) -> set[str]:
@@ -107,6 +116,8 @@ def all_uids(paths: Iterable[Path]) -> set[str]:
         ds = pydicom.dcmread(p, stop_before_pixels=True, force=True)
         for d in [ds.file_meta, *walk_items(ds)]:
             for elem in d:
+                if elem.tag == 0x00020012:  # Implementation Class UID: software, not data
+                    continue
                 if elem.VR == "UI" and elem.value:
                     values = elem.value if isinstance(elem.value, list | MultiValue) else [
                         elem.value]

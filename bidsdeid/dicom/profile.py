@@ -26,7 +26,8 @@ IODs (a dataset with functional groups). An attribute not listed there is taken 
 Type 3 and gets the first action; never is a value kept by this choice. X/Z/U* (the
 two image-reference sequences) resolves to U: the sequence is kept with every UID
 inside mapped through the key, which keeps references valid and consistent and
-keeps no original UID. A D on a sequence is written as an empty sequence.
+keeps no original UID. A D on a sequence keeps its items and cleans each of them (a
+non-empty value with nothing identifying left in it).
 
 What a code means for a value:
 
@@ -276,7 +277,7 @@ class Profile:
             return Decision(EMPTY, source)
         if code == "D":
             if vr == "SQ":
-                return Decision(EMPTY, source + ": sequence emptied")
+                return Decision(RECURSE, source + ": items kept, cleaned")
             if vr == "UI":
                 return Decision(UID, source + ": keyed UID")
             return Decision(DUMMY, source)

@@ -117,6 +117,9 @@ class RawEngine:
         level, end = self._level(pos, len(buf), self.implicit, "", True)
         if end != len(buf):
             raise Unsupported("trailing bytes")
+        for tag, chunk in level.out:
+            if tag == SOP_INSTANCE_UID and isinstance(chunk, bytes):  # the value written
+                report.sop_instance_uid = decode_text(chunk[8:])[0] if len(chunk) > 8 else ""
         level.out = [(t, c) for t, c in level.out if t not in TOP_LEVEL_ADDED]
         level.out.extend(self._added_bytes())
         level.out.sort(key=lambda tc: tc[0])
@@ -271,8 +274,6 @@ class RawEngine:
         if data is not None:
             out_vr = vr if vr is not None and vr != "UN" else dvr
             lv.out.append((tag, self._element(tag, out_vr, data, implicit)))
-            if top and tag == SOP_INSTANCE_UID:
-                self.deid.report.sop_instance_uid = data.decode("latin-1").strip(" \x00")
         return end
 
     def _value(self, tag: int, vr: str, d: P.Decision, vpos: int, end: int) -> bytes | None:

@@ -32,7 +32,7 @@ DUMMY_BY_VR: dict[str, str] = {
     "DA": "19000101", "DT": "19000101000000", "TM": "000000", "DS": "0", "IS": "0",
     "AS": "000Y", "CS": DUMMY_TEXT, "AE": DUMMY_TEXT, "LO": DUMMY_TEXT, "LT": DUMMY_TEXT,
     "SH": DUMMY_TEXT, "ST": DUMMY_TEXT, "UT": DUMMY_TEXT, "UC": DUMMY_TEXT, "PN": DUMMY_TEXT,
-    "UR": "",
+    "UR": "urn:uuid:00000000-0000-0000-0000-000000000000",
 }
 BINARY_WIDTH: dict[str, int] = {"US": 2, "SS": 2, "UL": 4, "SL": 4, "FL": 4, "FD": 8, "AT": 4,
                                 "UV": 8, "SV": 8, "OB": 2, "OW": 2, "OF": 4, "OD": 8, "OL": 4,
