@@ -77,7 +77,7 @@ def _large_file(path: Path, mb: int) -> Path:
     """One enhanced MR file whose pixel data is ``mb`` MB (frames of the XA30 T1w)."""
     import pydicom
 
-    src = sorted((SHARED / "dicom/siemens_xa30_enhanced").glob("5_*/*.dcm"))[0]
+    src = min((SHARED / "dicom/siemens_xa30_enhanced").glob("5_*/*.dcm"))
     ds = pydicom.dcmread(src)
     have = int(ds.NumberOfFrames)
     frame = len(ds.PixelData) // have

@@ -11,10 +11,10 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
+from dicom_support import dcm2niix_bin, run_dcm2niix, stage_dicom, staged_files
 
 from bidsdeid.cli import demo
 from bidsdeid.privacy.dates import age_in_years
-from dicom_support import dcm2niix_bin, run_dcm2niix, stage_dicom, staged_files
 
 
 @pytest.fixture(scope="module")

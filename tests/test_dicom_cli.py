@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pydicom
 import pytest
-
-from bidsdeid import participant
 from conftest import run_cli, tree_digest
 from dicom_support import Planter, all_uids, copy_set, dicom_inputs, plant_files
+
+from bidsdeid import participant
 
 pytestmark = [pytest.mark.needs_shared, pytest.mark.slow]
 

@@ -8,10 +8,15 @@ from typing import Any
 
 import pydicom
 import pytest
+from dicom_support import KEY, copy_set, dicom_inputs, walk_paths
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import (DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian,
-                         ImplicitVRLittleEndian, generate_uid)
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    generate_uid,
+)
 
 from bidsdeid.dicom.deidentify import Deidentifier
 from bidsdeid.dicom.profile import Profile
@@ -19,7 +24,6 @@ from bidsdeid.dicom.rawengine import Range, RawEngine
 from bidsdeid.dicom.selfcheck import LeakChecker
 from bidsdeid.dicom.writer import FileDeidentifier
 from bidsdeid.errors import LeakError
-from dicom_support import KEY, copy_set, dicom_inputs, walk_paths
 
 OFFSET = KEY.date_offset("e1")
 
@@ -164,7 +168,7 @@ def test_pixel_data_is_streamed_not_loaded(tmp_path: Path) -> None:
     ds.Rows = ds.Columns = 512
     ds.PixelData = bytes(range(256)) * 2048  # 512 KiB
     ds.save_as(src, enforce_file_format=True)
-    meta, chunks, _report = RawEngine(_deid()).run(src.read_bytes(), {})
+    _meta, chunks, _report = RawEngine(_deid()).run(src.read_bytes(), {})
     ranges = [c for c in chunks if isinstance(c, Range)]
     assert len(ranges) == 1 and ranges[0].length >= 512 * 1024
     assert sum(len(c) for c in chunks if isinstance(c, bytes)) < 8192

@@ -13,6 +13,18 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from conftest import tree_digest
+from dicom_support import (
+    KEY,
+    Planter,
+    all_uids,
+    copy_set,
+    dicom_inputs,
+    plant_files,
+    stage_dicom,
+    staged_files,
+    walk_items,
+)
 
 from bidsdeid.config import DeidOptions
 from bidsdeid.dicom.deidentify import Deidentifier
@@ -20,9 +32,6 @@ from bidsdeid.dicom.profile import Profile
 from bidsdeid.dicom.unlisted import SAFE_TEXT_KEYWORDS
 from bidsdeid.dicom.writer import FileDeidentifier
 from bidsdeid.privacy.identifiers import Identifiers
-from conftest import tree_digest
-from dicom_support import (KEY, Planter, all_uids, copy_set, dicom_inputs, plant_files,
-                           stage_dicom, staged_files, walk_items)
 
 pytestmark = pytest.mark.needs_shared
 

@@ -132,7 +132,7 @@ def test_private_attributes() -> None:
     # creator is removed unless that creator lists it too
     dd1 = {(g, o) for (c, g, o) in tables.e3_10_1() if c == "Philips Imaging DD 001"}
     dd2 = {(g, o) for (c, g, o) in tables.e3_10_1() if c == "Philips Imaging DD 002"}
-    group, offset = sorted(dd1 - dd2)[0]
+    group, offset = min(dd1 - dd2)
     assert safe.decide_private("Philips Imaging DD 001", group, offset, None).op != P.REMOVE
     assert safe.decide_private("Philips Imaging DD 002", group, offset, None).op == P.REMOVE
     assert safe.decide_private("Philips Imaging DD 001", group + 2, offset, None).op == P.REMOVE

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from dicom_support import KEY, copy_set, dicom_inputs, stage_dicom, staged_files
 from pydicom.dataset import Dataset
 
 from bidsdeid.config import RunConfig
@@ -15,7 +16,6 @@ from bidsdeid.dicom.mappings import merge_mapping, read_mapping
 from bidsdeid.dicom.quarantine import quarantine_reason
 from bidsdeid.participant import make_context
 from bidsdeid.progress import NULL_PROGRESS
-from dicom_support import KEY, copy_set, dicom_inputs, stage_dicom, staged_files
 
 MR = "1.2.840.10008.5.1.4.1.1.4"
 
@@ -121,3 +121,26 @@ def test_mapping_merges_from_parallel_tasks(tmp_path: Path) -> None:
     assert len(rows) == 8 * 50
     assert path.read_text().splitlines()[0] == "id_old,id_new"
     assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+
+@pytest.mark.needs_shared
+def test_profile_overrides_reach_the_workers(shared_data: Path, tmp_path: Path) -> None:
+    """The site-rules hook: overrides in ctx.results change the output, nothing else."""
+    from bidsdeid.bids.stage import load_inputs
+    from bidsdeid.config import DeidOptions
+
+    bids = tmp_path / "in"
+    copy_set(shared_data, "ge", bids / "sourcedata" / "sub-o1", 2)
+    cfg = RunConfig(bids_dir=bids, output_dir=tmp_path / "o", analysis_level="participant",
+                    private_dir=tmp_path / "p", work_dir=tmp_path / "w", dicom_out=True,
+                    nprocs=2, deid=DeidOptions())
+    ctx = make_context(cfg, KEY, "o1", NULL_PROGRESS)
+    load_inputs(ctx)
+    ctx.results[dicom_stage.OVERRIDES] = {"tags": {0x00081090: "X", 0x00180020: "X"}}
+    dicom_stage.run(ctx)
+    out = staged_files(ctx)
+    assert out
+    for p in out:
+        ds = pydicom.dcmread(p, stop_before_pixels=True)
+        assert "ManufacturerModelName" not in ds and "ScanningSequence" not in ds
+        assert ds.Manufacturer  # not overridden: kept

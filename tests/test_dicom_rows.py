@@ -16,6 +16,7 @@ from typing import Any
 
 import pydicom
 import pytest
+from dicom_support import KEY, Planter, copy_set, dicom_inputs, plant_files, stage_dicom
 from pydicom.dataset import Dataset
 
 from bidsdeid.config import DeidOptions
@@ -23,7 +24,6 @@ from bidsdeid.dicom import profile as P
 from bidsdeid.dicom.profile import Profile
 from bidsdeid.dicom.values import is_public_uid
 from bidsdeid.privacy import dates
-from dicom_support import KEY, Planter, copy_set, dicom_inputs, plant_files, stage_dicom
 
 pytestmark = pytest.mark.needs_shared
 

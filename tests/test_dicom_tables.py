@@ -9,9 +9,9 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 
 from bidsdeid.dicom import tables
-from conftest import REPO
 
 SCRIPT = REPO / "scripts" / "make_deid_tables.py"
 

@@ -50,7 +50,7 @@ from bidsdeid import __version__
 from bidsdeid.dicom import profile as P
 from bidsdeid.dicom import tables
 from bidsdeid.dicom.unlisted import TEXT_VRS, normalise_vr
-from bidsdeid.dicom.values import (DATE_TIME_PAIRS, TIME_TO_DATE, ValueCleaner, cap_age, fit)
+from bidsdeid.dicom.values import DATE_TIME_PAIRS, TIME_TO_DATE, ValueCleaner, cap_age, fit
 from bidsdeid.privacy.keys import DateOffset, ProjectKey
 
 OPTION_CODES = {
@@ -210,8 +210,8 @@ class Deidentifier:
         creators: dict[tuple[int, int], int] = {}  # (group, block) -> creator tag
         kept_blocks: set[tuple[int, int]] = set()
         shifts: dict[int, tuple[str, DataElement]] = {}
-        for tag in list(ds.keys()):
-            tag = int(tag)
+        for key in list(ds.keys()):
+            tag = int(key)
             group, elem_no = tag >> 16, tag & 0xFFFF
             if group & 1:
                 if 0x10 <= elem_no <= 0xFF:

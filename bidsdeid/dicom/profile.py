@@ -50,9 +50,16 @@ from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
 from bidsdeid.config import DeidOptions
 from bidsdeid.dicom import tables
-from bidsdeid.dicom.unlisted import (BINARY_VRS, DATE_VRS, NUMERIC_VRS, PERSON_GROUPS,
-                                     SAFE_BINARY_KEYWORDS, SAFE_TEXT_KEYWORDS, TEXT_VRS,
-                                     normalise_vr)
+from bidsdeid.dicom.unlisted import (
+    BINARY_VRS,
+    DATE_VRS,
+    NUMERIC_VRS,
+    PERSON_GROUPS,
+    SAFE_BINARY_KEYWORDS,
+    SAFE_TEXT_KEYWORDS,
+    TEXT_VRS,
+    normalise_vr,
+)
 
 # -- operations (what the engines do to a value) --------------------------------------
 KEEP = "keep"
@@ -79,7 +86,7 @@ class Decision(NamedTuple):
 
     op: str
     audit: str  # e.g. "E.1-1 X", "E.1-1 X/Z/D -> D (Type 1)", "unlisted text: empty"
-    fallback: "Decision | None" = None  # for DESCRIPTOR: used when no safe value is given
+    fallback: Decision | None = None  # for DESCRIPTOR: used when no safe value is given
 
 
 @dataclass(frozen=True)

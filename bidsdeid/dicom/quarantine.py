@@ -120,13 +120,14 @@ def quarantine_files(ctx: ParticipantContext, series: DicomSeries, files: list[i
         copy_file(src, dest_root / rel, perms=0o600)
     dirname = series_dirnames(ctx.dicom)[series_key(series)]
     name = audit_name(series, dirname)
+    folder = str(dest_root.relative_to(ctx.config.private_dir))
     record = {
         "series": dirname, "session": series.session, "action": "quarantined",
         "reason": reason, "files": len(files), "files_in_series": series.n_files,
-        "quarantine": str(dest_root.relative_to(ctx.config.private_dir)),
+        "quarantine": folder,
     }
     write_json(ctx.audit_dir / "quarantine" / f"{name}.json", record, perms=0o600)
-    return record["quarantine"]
+    return folder
 
 
 def quarantine_series(ctx: ParticipantContext, series: DicomSeries, reason: str) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import mmap
 import struct
 from dataclasses import dataclass
-from typing import Union
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.filebase import DicomBytesIO
@@ -29,12 +28,19 @@ from pydicom.filewriter import write_data_element, write_file_meta_info
 from pydicom.uid import UID
 
 from bidsdeid.dicom import profile as P
-from bidsdeid.dicom.deidentify import (FLAG_TAGS, PIXEL_TAGS, SOP_CLASS_UID,
-                                       SOP_INSTANCE_UID, TOP_LEVEL_ADDED, Deidentifier,
-                                       FileReport, attribute_name, private_name)
+from bidsdeid.dicom.deidentify import (
+    FLAG_TAGS,
+    PIXEL_TAGS,
+    SOP_CLASS_UID,
+    SOP_INSTANCE_UID,
+    TOP_LEVEL_ADDED,
+    Deidentifier,
+    FileReport,
+    attribute_name,
+    private_name,
+)
 from bidsdeid.dicom.unlisted import normalise_vr
-from bidsdeid.dicom.values import (DATE_TIME_PAIRS, TIME_TO_DATE, cap_age, decode_text,
-                                   encode_text)
+from bidsdeid.dicom.values import DATE_TIME_PAIRS, TIME_TO_DATE, cap_age, decode_text, encode_text
 
 ITEM = 0xFFFEE000
 ITEM_DELIM = 0xFFFEE00D
@@ -61,7 +67,7 @@ class Range:
     length: int
 
 
-Chunk = Union[bytes, Range]
+Chunk = bytes | Range
 
 
 def _dict_vr(tag: int) -> str:
@@ -74,7 +80,7 @@ def _dict_vr(tag: int) -> str:
 class _Level:
     """Output of one dataset level: (tag, chunk) pairs, sorted on join."""
 
-    __slots__ = ("out", "creators", "kept_blocks", "shifts")
+    __slots__ = ("creators", "kept_blocks", "out", "shifts")
 
     def __init__(self) -> None:
         self.out: list[tuple[int, Chunk]] = []
@@ -166,7 +172,7 @@ class RawEngine:
         if data is None:
             data = []
             added = self.deid.added_elements()
-            for tag in added.keys():
+            for tag in added.keys():  # noqa: SIM118 - a Dataset iterates elements
                 fp = DicomBytesIO()
                 fp.is_little_endian, fp.is_implicit_VR = True, self.implicit
                 write_data_element(fp, added[tag])
@@ -496,4 +502,4 @@ class RawEngine:
         return name
 
 
-__all__ = ["RawEngine", "Range", "Unsupported", "keyword_for_tag"]
+__all__ = ["Range", "RawEngine", "Unsupported", "keyword_for_tag"]

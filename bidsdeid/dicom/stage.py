@@ -12,6 +12,8 @@ under ``sourcedata/sub-<label>[/ses-<label>]/<series number>/<n>.dcm``.
   rows (merged under a lock); ``PRIVATE_DIR/audit/sub-<label>/dicom/`` one audit per
   series. Every file passes the self-check before it is written; an identifier found
   fails the participant (:class:`~bidsdeid.errors.LeakError`).
+* A later stage (a site rules file) can override the profile per attribute through
+  ``ctx.results[OVERRIDES]``; nothing else in the engine changes.
 """
 
 from __future__ import annotations
@@ -27,18 +29,31 @@ from bidsdeid.dicom.index import DicomSeries
 from bidsdeid.dicom.layout import audit_name, series_dirnames, series_key
 from bidsdeid.dicom.mappings import PATID_MAPPING, UID_MAPPING, merge_mapping
 from bidsdeid.dicom.profile import Profile
-from bidsdeid.dicom.quarantine import (quarantine_files, quarantine_reason, quarantine_series,
-                                       quarantined)
+from bidsdeid.dicom.quarantine import (
+    quarantine_files,
+    quarantine_reason,
+    quarantine_series,
+    quarantined,
+)
 from bidsdeid.dicom.worker import Job, JobResult, WorkerSettings, run_jobs
 from bidsdeid.errors import DataError, LeakError
 
 STAGE = "de-identify DICOM"
 
 
+OVERRIDES = "dicom_profile_overrides"
+"""``ctx.results`` key of per-attribute overrides (the hook for a site rules file):
+``{"tags": {tag: code}, "private": {(creator, group, element offset): code}}`` with
+Table E.1-1 codes X Z D K C U (see :class:`~bidsdeid.dicom.profile.Profile`)."""
+
+
 def worker_settings(ctx: ParticipantContext, allowed: list[str]) -> WorkerSettings:
     tokens = [(t.kind, t.text, t.source) for t in ctx.identifiers.tokens()]
+    overrides = ctx.results.get(OVERRIDES) or {}
     return WorkerSettings(options=ctx.config.deid, key=ctx.key, offset=ctx.offset,
-                          label=ctx.output_label, tokens=tokens, allowed=allowed)
+                          label=ctx.output_label, tokens=tokens, allowed=allowed,
+                          overrides=dict(overrides.get("tags", {})),
+                          private_overrides=dict(overrides.get("private", {})))
 
 
 def _descriptors(ctx: ParticipantContext, series: DicomSeries) -> dict[str, str]:
@@ -84,7 +99,8 @@ def run(ctx: ParticipantContext) -> None:
     private = ctx.config.private_dir
     merge_mapping(private / UID_MAPPING, uid_map)
     merge_mapping(private / PATID_MAPPING, patid_map)
-    deid = Deidentifier(Profile(ctx.config.deid), ctx.key, ctx.offset, ctx.output_label)
+    deid = Deidentifier(Profile(ctx.config.deid, settings.overrides, settings.private_overrides),
+                        ctx.key, ctx.offset, ctx.output_label)
     summary = profile_settings(deid.method_codes(), deid.profile.columns, ctx.key.fingerprint)
     written: dict[str, Any] = {}
     for series, dirname, audit in plan:
@@ -96,13 +112,13 @@ def run(ctx: ParticipantContext) -> None:
 def _run_all(ctx: ParticipantContext, settings: WorkerSettings,
              jobs: list[Job]) -> list[JobResult]:
     n = len(jobs)
-    results: list[JobResult] = []
+    done = [0]
 
     def progress(_r: JobResult) -> None:
-        ctx.progress.item("DICOM files", len(results) + 1, n)
+        done[0] += 1
+        ctx.progress.item("DICOM files", done[0], n)
 
-    for result in run_jobs(settings, jobs, ctx.config.nprocs, progress):
-        results.append(result)
+    results = list(run_jobs(settings, jobs, ctx.config.nprocs, progress))
     leaks = [r for r in results if r.leak]
     if leaks:
         raise LeakError(f"sub-{ctx.input_label} {leaks[0].error} ({len(leaks)} file(s))")

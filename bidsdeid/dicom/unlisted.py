@@ -13,8 +13,9 @@ request groups      describe the person, and a code string there (e.g. Patient
 4008)
 SQ                  kept, and every item is cleaned by the same rules (recursion)
 UI                  mapped through the project key (``2.25.<int>``), except public
-                    UIDs found in pydicom's UID dictionary (SOP classes, transfer
-                    syntaxes, coding schemes); kept as is under Retain UIDs
+                    UIDs (pydicom's UID dictionary, or the DICOM root
+                    ``1.2.840.10008.``: SOP classes, transfer syntaxes, coding
+                    schemes, context groups); kept as is under Retain UIDs
 DA, DT, TM          shifted by the subject's offset (Retain Longitudinal ... Modified
                     Dates, the default); kept under Full Dates; emptied otherwise
 US SS UL SL UV SV   kept: numbers cannot spell a name

@@ -107,7 +107,7 @@ class ValueCleaner:
     # -- dates and times --------------------------------------------------------------
     def shift(self, vr: str, values: Iterable[str]) -> list[str] | None:
         """Shift every value; None if any value does not parse (the caller empties)."""
-        out = []
+        out: list[str] = []
         fn = {"DA": dates.shift_da, "TM": dates.shift_tm, "DT": dates.shift_dt}[vr]
         for v in values:
             v = v.strip()

@@ -20,6 +20,7 @@ import mmap
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import IO
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -79,14 +80,15 @@ class FileDeidentifier:
                       descriptors: Mapping[str, str] | None) -> FileReport:
         try:
             ds = pydicom.dcmread(src, force=True)
-        except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds on bad input
+        except Exception as exc:
             raise DataError(f"{where}: cannot be read for de-identification "
                             f"({type(exc).__name__})") from exc
         report = self.deid.dataset(ds, descriptors)
         if self._refused(report):
             return report
         head = Dataset()
-        head.update({t: ds.get_item(t) for t in ds.keys() if int(t) not in _PIXEL_TAGS})
+        head.update({t: ds.get_item(t)
+                     for t in ds.keys() if int(t) not in _PIXEL_TAGS})  # noqa: SIM118
         head.file_meta = ds.file_meta
         buf = io.BytesIO()
         head.save_as(buf, enforce_file_format=True)
@@ -105,8 +107,7 @@ class FileDeidentifier:
             self.checker.check(header, where, report.uid_map.keys(), report.kept_text)
 
 
-def _copy_range(fh: io.BufferedReader, out: io.BufferedWriter | io.RawIOBase,
-                rng: Range) -> None:
+def _copy_range(fh: IO[bytes], out: IO[bytes], rng: Range) -> None:
     fh.seek(rng.offset)
     left = rng.length
     while left > 0:
