@@ -13,7 +13,8 @@ header and collect the identifiers, shown separately) and the --dicom-out stage
 (read each file, apply the profile, self-check, write), in a fresh process.
 dicognito runs as ``python -m dicognito SRC -o OUT``, its documented command line.
 With ``--large MB`` one synthetic enhanced file of that size is added (its pixel
-data is streamed, so memory must not grow with it).
+data is streamed, so memory must not grow with it); it is also de-identified by the
+file engine alone in a fresh process (no stage 1), to show the engine's own memory.
 
     python benchmarks/dicom_deid.py [--nprocs 2] [--repeat 1] [--large 600]
 """
@@ -144,6 +145,21 @@ def run_dicognito(src: Path, out: Path) -> tuple[float, float]:
     return seconds, max(peaks.values())
 
 
+def engine_worker(src: str, dst: str) -> None:
+    """In a fresh process: the file engine alone on one file (no stage 1)."""
+    from bidsdeid.dicom.deidentify import Deidentifier
+    from bidsdeid.dicom.profile import Profile
+    from bidsdeid.dicom.selfcheck import LeakChecker
+    from bidsdeid.dicom.writer import FileDeidentifier
+    from bidsdeid.privacy.keys import ProjectKey
+
+    key = ProjectKey(b"benchmark-key-0123456789abcdef")
+    deid = Deidentifier(Profile(), key, key.date_offset("large1"), "large1")
+    t0 = time.perf_counter()
+    FileDeidentifier(deid, LeakChecker([])).run(Path(src), Path(dst), "large file")
+    print(json.dumps({"deid": time.perf_counter() - t0, "load_inputs": 0.0, "files": 1}))
+
+
 def worker(bids: str, phase_file: str, work: str, nprocs: int) -> None:
     """In a fresh process, for each participant: load inputs (stage 1), then the
     --dicom-out stage."""
@@ -183,7 +199,11 @@ def main() -> int:
     ap.add_argument("--large", type=int, default=0, metavar="MB",
                     help="add one synthetic enhanced file of this many MB")
     ap.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
+    ap.add_argument("--engine-worker", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.engine_worker:
+        engine_worker(*args.engine_worker)
+        return 0
     if args.worker:
         worker(args.worker[0], args.worker[1], args.worker[2], int(args.worker[3]))
         return 0
@@ -212,6 +232,12 @@ def main() -> int:
             rows.append((name, n, mb, f"bidsdeid (nprocs {args.nprocs})", timing["deid"],
                          peaks.get("deid", 0.0), ratio, timing["load_inputs"],
                          peaks.get("load", 0.0)))
+            if name == "large":
+                src = next((bids / "sourcedata").rglob("*.dcm"))
+                sec, peaks_e, _out = monitor([sys.executable, __file__, "--engine-worker",
+                                              str(src), str(Path(tmp) / "engine.dcm")])
+                rows.append((name, n, mb, "bidsdeid file engine", sec, max(peaks_e.values()),
+                             None, None, None))
     print(f"{'set':9} {'files':>5} {'MB':>6}  {'tool':22} {'seconds':>7} {'files/s':>8} "
           f"{'MB/s':>6} {'peak MB':>7} {'vs dicognito':>12} | {'stage 1 s':>9} {'peak MB':>7}")
     for name, n, mb, tool, sec, peak, ratio, load, load_peak in rows:
