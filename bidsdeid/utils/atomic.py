@@ -36,11 +36,13 @@ def _fsync_dir(folder: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "wb", *, perms: int | None = None,
-                encoding: str | None = None) -> Iterator[IO[Any]]:
+                encoding: str | None = None, durable: bool = True) -> Iterator[IO[Any]]:
     """Open ``path`` for writing under a temporary name; rename it into place on success.
 
     On any exception the temporary file is removed and ``path`` is untouched.
     ``perms`` sets the file mode (e.g. ``0o600`` for secrets) before any byte is written.
+    ``durable=False`` skips the fsyncs (the rename is still atomic): for scratch files
+    such as the staging area, which a crashed run rebuilds from scratch anyway.
     """
     if "w" not in mode:
         raise ValueError("atomic_open is for writing")
@@ -57,9 +59,11 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", *, perms: int | 
         with fh:
             yield fh
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.replace(tmp_path, final)
-        _fsync_dir(final.parent)
+        if durable:
+            _fsync_dir(final.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
