@@ -1,10 +1,8 @@
 """Facts the heuristic reads: vendor private hints, enhanced per-frame values, and the
-quarantine hook of the DICOM package."""
+quarantine of refused objects."""
 
 from __future__ import annotations
 
-import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -82,8 +80,12 @@ def test_enhanced_per_frame_values() -> None:
 
 
 @pytest.mark.needs_shared
-def test_quarantine_hook_of_the_dicom_package_is_used(shared_data: Path, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_series_with_burned_in_annotation_is_quarantined_not_converted(
+        shared_data: Path, tmp_path: Path) -> None:
+    """The plan asks bidsdeid.dicom.quarantine first: a refused series is excluded and
+    its files are copied to the private quarantine dir, never converted."""
+    import pydicom
+
     from bidsdeid.bids.stage import load_inputs
     from bidsdeid.config import RunConfig
     from bidsdeid.context import ParticipantContext
@@ -92,15 +94,11 @@ def test_quarantine_hook_of_the_dicom_package_is_used(shared_data: Path, tmp_pat
     from conftest import make_dicom_study
 
     study = make_dicom_study(shared_data, tmp_path / "study", {"ge": "ge"})
-    calls: list[tuple[int | None, str]] = []
-    fake = types.ModuleType("bidsdeid.dicom.quarantine")
-    fake.quarantine_reason = lambda header: "burned-in annotation"  # type: ignore[attr-defined]
-    fake.quarantine_series = (  # type: ignore[attr-defined]
-        lambda ctx, series, reason: calls.append((series.series_number, reason)))
-    monkeypatch.setitem(sys.modules, "bidsdeid.dicom.quarantine", fake)
-    import bidsdeid.dicom
-
-    monkeypatch.setattr(bidsdeid.dicom, "quarantine", fake, raising=False)
+    files = sorted((study / "sourcedata" / "sub-ge").glob("*.dcm"))
+    for f in files:
+        ds = pydicom.dcmread(f)
+        ds.BurnedInAnnotation = "YES"
+        ds.save_as(f)
     cfg = RunConfig(bids_dir=study, output_dir=tmp_path / "out", analysis_level="participant",
                     private_dir=tmp_path / "private", work_dir=tmp_path / "work")
     key = ProjectKey(b"k" * 32)
@@ -109,6 +107,9 @@ def test_quarantine_hook_of_the_dicom_package_is_used(shared_data: Path, tmp_pat
                              staging=tmp_path / "work" / "staging")
     load_inputs(ctx)
     plans = decide(ctx)
-    assert calls == [(4, "burned-in annotation")]
-    assert not plans[0].decision.converts
-    assert plans[0].decision.reason == "quarantined: burned-in annotation"
+    assert len(plans) == 1 and not plans[0].decision.converts
+    assert plans[0].decision.reason.startswith("quarantined:")
+    assert "burned" in plans[0].decision.reason.lower()
+    kept = [p for p in (cfg.quarantine_dir / "sub-ge").rglob("*") if p.is_file()
+            and p.suffix == ".dcm"]
+    assert len(kept) == len(files)

@@ -1,9 +1,8 @@
 """Decide what happens to every series, and keep the table of decisions.
 
-For each series: the quarantine check of the DICOM de-identification package (if it
-is installed: ``bidsdeid.dicom.quarantine.quarantine_reason``), else the built-in
-heuristic's own refusals; then :func:`bidsdeid.convert.heuristic.classify`, then the
-user's ``--mapping-file`` rules. The full table (with descriptions: PHI) goes to
+For each series: the quarantine check of :mod:`bidsdeid.dicom.quarantine` (refused
+objects are copied to the private quarantine dir); then
+:func:`bidsdeid.convert.heuristic.classify`, then the user's ``--mapping-file`` rules. The full table (with descriptions: PHI) goes to
 ``PRIVATE_DIR/audit/sub-<label>/series.tsv``; the log gets series number, decision and
 reason only.
 """
@@ -20,14 +19,11 @@ from bidsdeid.convert import heuristic, mapping
 from bidsdeid.convert.dcm2niix import Conversion
 from bidsdeid.convert.facts import SeriesFacts, series_facts
 from bidsdeid.convert.heuristic import Decision
+from bidsdeid.dicom import quarantine
 from bidsdeid.dicom.index import DicomSeries
 from bidsdeid.utils.atomic import write_json, write_text
 
 log = logging.getLogger("bidsdeid")
-
-QuarantineReason = Callable[[Any], "str | None"]
-QuarantineSeries = Callable[[ParticipantContext, DicomSeries, str], None]
-
 
 @dataclass
 class Plan:
@@ -47,31 +43,19 @@ class Plan:
         return f"{ses}series {number}"
 
 
-def quarantine_hooks() -> tuple[QuarantineReason | None, QuarantineSeries | None]:
-    """The DICOM package's quarantine functions, when that package provides them."""
-    try:
-        from bidsdeid.dicom import quarantine  # type: ignore[attr-defined]
-    except ImportError:
-        return None, None
-    return (getattr(quarantine, "quarantine_reason", None),
-            getattr(quarantine, "quarantine_series", None))
-
-
 def decide(ctx: ParticipantContext) -> list[Plan]:
     """A :class:`Plan` with a decision for every indexed series."""
     assert ctx.dicom is not None
     rules = mapping.load(ctx.config.mapping_file) if ctx.config.mapping_file else []
     collected = ctx.results.get("dicom_facts", {})
-    reason_of, quarantine = quarantine_hooks()
     plans = []
     for series in ctx.dicom.series:
         facts = series_facts(series, collected)
-        reason = reason_of(series.header) if reason_of is not None else None
+        reason = quarantine.quarantine_reason(series.header)
         if reason:
             decision = heuristic.exclude(f"quarantined: {reason}")
             decision.source = "quarantine"
-            if quarantine is not None:
-                quarantine(ctx, series, reason)
+            quarantine.quarantine_series(ctx, series, reason)
         else:
             decision = mapping.apply(rules, series.header, series.session,
                                      heuristic.classify(facts))
