@@ -23,7 +23,8 @@ from pydicom.errors import InvalidDicomError
 from bidsdeid.errors import DataError
 
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
-_LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UC", b"UN", b"UR", b"UT"}
+_LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT",
+             b"UV"}
 _SKIP_NAMES = {"dicomdir", ".ds_store", "thumbs.db", "desktop.ini"}
 
 
