@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pydicom
-from pydicom.dataset import Dataset, FileDataset
+from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from bidsdeid.errors import DataError
@@ -208,7 +208,6 @@ def read_header(path: Path) -> _Read:
         sop_class = str(ds.SOPClassUID)
         sop_inst = str(ds.SOPInstanceUID)
         series_uid = str(ds.get("SeriesInstanceUID", "") or "")
-        study_uid = str(ds.get("StudyInstanceUID", "") or "")
         frames = int(ds.get("NumberOfFrames", 1) or 1)
         inst = ds.get("InstanceNumber")
         inst_n = int(inst) if inst not in (None, "") else None
