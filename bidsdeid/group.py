@@ -7,7 +7,10 @@
    is found too. Hits (with values) go to ``PRIVATE_DIR/audit/group_leakscan.json``;
 3. ``bids-validator-deno`` on OUTPUT_DIR (unless ``--skip-bids-validation``): the result
    goes to ``PRIVATE_DIR/reports/bids_validator.json``, warnings are listed in
-   ``reports/group_summary.json``.
+   ``reports/group_summary.json``;
+4. the group QC report (:func:`bidsdeid.qc.group.write_group_report`):
+   ``PRIVATE_DIR/reports/group.html`` and ``group_qc.tsv``, failures first, with the
+   validator's warnings and the reviewers' verdicts. Written whatever the outcome.
 
 Exit code: 1 if the leak scan hits (the most serious), 16 on validator errors, 1 if a
 participant failed (each is named), 0 otherwise.
@@ -101,6 +104,10 @@ def run(config: RunConfig, key: ProjectKey, progress: Progress) -> int:
         log.error("the whole-dataset leak scan found %d identifier(s): do not share %s; "
                   "details in the private audit dir", len(hits), config.output_dir)
     write_json(config.reports_dir / "group_summary.json", summary, perms=0o600)
+    from bidsdeid.qc.group import write_group_report
+
+    page = write_group_report(config)
+    log.info("group QC report: %s", page)
     if code == ExitCode.SUCCESS:
         print(f"bidsdeid: group level done: {len(complete)} participant(s), no leak found, "
               f"{'validation skipped' if config.skip_bids_validation else 'valid BIDS'}")
