@@ -167,8 +167,11 @@ def ci_data_from_shared(shared: Path, dest: Path) -> Path:
     return dest
 
 
+Runs = dict[str, "subprocess.CompletedProcess[str]"]
+
+
 def run_ci_locally(shared: Path, root: Path, bidsdeid: Sequence[str],
-                   env: dict[str, str] | None = None) -> dict[str, subprocess.CompletedProcess[str]]:
+                   env: dict[str, str] | None = None) -> Runs:
     """Build the CI dataset with .circleci/make_dataset.sh and run CI's participant and
     group commands with ``bidsdeid`` (a command list), /data/X mapped to ``root/X``."""
     data = ci_data_from_shared(shared, root / "ci-data")

@@ -241,3 +241,26 @@ def test_array_then_group_equals_a_local_run_and_names_the_failures(
     assert any(k.endswith("sub-nv_T1w.nii.gz") for k in slurm_tree)
     assert slurm_tree == local_tree
     assert tree_digest(study) == before
+
+
+@pytest.mark.needs_shared
+def test_group_names_expected_participants_that_left_no_result(shared_data: Path,
+                                                               tmp_path: Path) -> None:
+    """What the SLURM group job relies on, without a cluster: --participant-label at the
+    group level lists who must be done; one with no result at all is "not run"."""
+    from bidsdeid.cli.run import main
+
+    study = make_study(shared_data, tmp_path / "study", {"ge": "ge", "gone": "ge"})
+    out = tmp_path / "out"
+    assert main([str(study), str(out), "participant", "--participant-label", "ge",
+                 "--deface-modalities", "none"]) == 0
+    group = [str(study), str(out), "group", "--skip-bids-validation"]
+    assert main([*group, "--participant-label", "ge"]) == 0
+    assert main([*group, "--participant-label", "ge", "gone"]) == 1
+    reports = tmp_path / "out_private" / "reports"
+    summary = json.loads((reports / "group_summary.json").read_text())
+    assert summary["participants_missing"] == ["sub-gone"]
+    rows = [ln.split("\t") for ln in (reports / "group_qc.tsv").read_text().splitlines()]
+    assert [r[:3] for r in rows[1:]] == [["sub-gone", "", "not run"],
+                                         ["sub-ge", "sub-ge", "published"]]
+    assert main(group) == 0  # without the list: only what ran is judged, as before

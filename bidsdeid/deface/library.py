@@ -7,7 +7,9 @@ mask) warped, the face mask checked against the template's brain mask (overlap c
 out with a margin; too much overlap, or face features left uncovered, is an error), and
 the result cached in ``$BIDSDEID_CACHE`` (default: the user cache dir / bidsdeid), keyed
 by the template file's content and the preset, so it is computed once per machine.
-``bidsdeid-templates precompute`` fills the cache for every registered template.
+``bidsdeid-templates precompute`` fills the cache for every registered template; a
+read-only cache (baked into a container image) is still read, and what is missing from
+it is written under the temporary dir, which a run keeps inside its work dir.
 """
 
 from __future__ import annotations
