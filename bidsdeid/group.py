@@ -12,8 +12,12 @@
    ``PRIVATE_DIR/reports/group.html`` and ``group_qc.tsv``, failures first, with the
    validator's warnings and the reviewers' verdicts. Written whatever the outcome.
 
+``--participant-label`` at this level names the participants that must be done (the
+SLURM submit script passes its whole list): one with no result at all (its task never
+ran, was killed, or ran out of time) is reported as "not run" and fails the run.
+
 Exit code: 1 if the leak scan hits (the most serious), 16 on validator errors, 1 if a
-participant failed (each is named), 0 otherwise.
+participant failed or did not run (each is named), 0 otherwise.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from bidsdeid.privacy.identifiers import Identifiers
 from bidsdeid.privacy.keys import ProjectKey
 from bidsdeid.privacy.leakscan import Hit, scan_tree, skipped_kinds, write_audit
 from bidsdeid.progress import Progress
+from bidsdeid.qc.group import write_group_report
 from bidsdeid.utils.atomic import write_json
 
 log = logging.getLogger("bidsdeid")
@@ -73,8 +78,12 @@ def run(config: RunConfig, key: ProjectKey, progress: Progress) -> int:
     dataset.update_shared_files(config)
     hits = _leak_scan(config, progress)
     complete, failed = _participants(config)
+    expected = [f"sub-{label}" for label in config.participant_label or []]
+    missing = [s for s in dict.fromkeys(expected) if s not in complete and s not in failed]
     summary: dict[str, object] = {"participants_complete": complete,
                                   "participants_failed": failed, "leak_hits": len(hits)}
+    if expected:
+        summary["participants_missing"] = missing
     code = ExitCode.SUCCESS
     if not config.skip_bids_validation:
         progress.stage("BIDS validation")
@@ -97,16 +106,17 @@ def run(config: RunConfig, key: ProjectKey, progress: Progress) -> int:
     for label in failed:
         log.error("%s failed at the participant level (its files are not in the output)",
                   label)
-    if failed and code == ExitCode.SUCCESS:
+    for label in missing:
+        log.error("%s has no result from the participant level (not run, killed, or out "
+                  "of time): rerun it", label)
+    if (failed or missing) and code == ExitCode.SUCCESS:
         code = ExitCode.FAILURE
     if hits:
         code = ExitCode.FAILURE
         log.error("the whole-dataset leak scan found %d identifier(s): do not share %s; "
                   "details in the private audit dir", len(hits), config.output_dir)
     write_json(config.reports_dir / "group_summary.json", summary, perms=0o600)
-    from bidsdeid.qc.group import write_group_report
-
-    page = write_group_report(config)
+    page = write_group_report(config, missing=missing)
     log.info("group QC report: %s", page)
     if code == ExitCode.SUCCESS:
         print(f"bidsdeid: group level done: {len(complete)} participant(s), no leak found, "

@@ -4,7 +4,7 @@
 #
 #   bash scripts/install.sh            # package into ./.venv (editable), runtime only
 #   bash scripts/install.sh --dev      # + test tools: pytest, dicognito, and (as root)
-#                                      #   Debian dicom3tools, dcmtk, chromium, slurm, munge
+#                                      #   Debian dicom3tools, dcmtk, chromium, slurm, munge, shellcheck
 #   bash scripts/install.sh --system   # into the current Python, not editable (containers)
 set -euo pipefail
 
@@ -21,7 +21,7 @@ for arg in "$@"; do
 done
 
 # Debian packages the tests use (validators and real peers, not Python stand-ins).
-DEBIAN_TEST_PACKAGES="dicom3tools dcmtk chromium chromium-driver slurmctld slurmd slurm-client munge"
+DEBIAN_TEST_PACKAGES="dicom3tools dcmtk chromium chromium-driver slurmctld slurmd slurm-client munge shellcheck"
 
 if [ "$dev" = 1 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -33,6 +33,7 @@ if [ "$dev" = 1 ]; then
       echo "install.sh: apt-get install$missing"
       export DEBIAN_FRONTEND=noninteractive
       apt-get update -qq
+      # shellcheck disable=SC2086  # a list of package names
       apt-get install -y -qq --no-install-recommends $missing >/dev/null
     fi
   else

@@ -10,7 +10,10 @@ import datetime as dt
 import logging
 import os
 import sys
+import tempfile
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from bidsdeid import __version__
@@ -159,6 +162,41 @@ def _set_thread_env(config: RunConfig) -> None:
     os.environ.setdefault("NIPYPE_NO_ET", "1")  # no telemetry, no network
 
 
+@contextmanager
+def confined_writes(config: RunConfig) -> Iterator[None]:
+    """Keep every write of the run (and of its subprocesses) inside the work dir.
+
+    Containers and clusters give a read-only image, a HOME that may be read-only or not
+    the user's, and a shared /tmp; bidsdeid writes only to OUTPUT_DIR, the private dir
+    and the work dir. Temporary files (registration, subprocesses) go to ``WORK/tmp``
+    (``TMPDIR`` and :mod:`tempfile`); matplotlib's config and font cache to
+    ``WORK/mplconfig`` unless ``MPLCONFIGDIR`` is set, which also keeps a user's
+    matplotlibrc from changing the QC renders. Entered before anything imports
+    matplotlib; the previous settings come back on exit (in-process callers, tests).
+    """
+    tmp, mpl = config.work_dir / "tmp", config.work_dir / "mplconfig"
+    try:
+        for place in (tmp, mpl):
+            place.mkdir(mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise CannotCreateOutput(f"cannot create {exc.filename or tmp}: "
+                                 f"{exc.strerror or exc}") from exc
+    saved_env = {k: os.environ.get(k) for k in ("TMPDIR", "MPLCONFIGDIR")}
+    saved_tempdir = tempfile.tempdir
+    os.environ["TMPDIR"] = str(tmp)
+    os.environ.setdefault("MPLCONFIGDIR", str(mpl))
+    tempfile.tempdir = str(tmp)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = saved_tempdir
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -171,11 +209,12 @@ def main(argv: list[str] | None = None) -> int:
         config = config_from_args(args)
         _set_thread_env(config)
         prepare_places(config)
-        setup_logging(config.verbosity, config.log_dir / "bidsdeid.log")
-        config.save()
-        log.info("bidsdeid %s, %s level, run %s", __version__, config.analysis_level,
-                 config.run_id)
-        return int(_run_level(config))
+        with confined_writes(config):
+            setup_logging(config.verbosity, config.log_dir / "bidsdeid.log")
+            config.save()
+            log.info("bidsdeid %s, %s level, run %s", __version__, config.analysis_level,
+                     config.run_id)
+            return int(_run_level(config))
     except BidsdeidError as exc:
         log.error("%s", exc.message)
         return int(exc.exit_code)

@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     for tid, how in library.precompute(families, sloppy=args.sloppy):
         print(f"{tid:28s} {how}")
         failed += how.startswith("missing")
-    print(f"face masks cached in {library.cache_dir() / 'facemasks'}")
+    print(f"template cache: {library.configured_cache_dir()}")
     return 0
 
 

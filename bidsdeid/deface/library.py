@@ -7,7 +7,9 @@ mask) warped, the face mask checked against the template's brain mask (overlap c
 out with a margin; too much overlap, or face features left uncovered, is an error), and
 the result cached in ``$BIDSDEID_CACHE`` (default: the user cache dir / bidsdeid), keyed
 by the template file's content and the preset, so it is computed once per machine.
-``bidsdeid-templates precompute`` fills the cache for every registered template.
+``bidsdeid-templates precompute`` fills the cache for every registered template; a
+read-only cache (baked into a container image) is still read, and what is missing from
+it is written under the temporary dir, which a run keeps inside its work dir.
 """
 
 from __future__ import annotations
@@ -58,17 +60,29 @@ class TemplateData:
     face_source: str  # "shipped" | "derived (affine+syn|affine) from pydeface ..."
 
 
-def cache_dir() -> Path:
-    """``$BIDSDEID_CACHE``, else the user cache dir / bidsdeid; when that cannot be
-    written (a read-only home in a container), a private temporary folder, with a
-    warning: runs still work, they just derive masks again."""
+def configured_cache_dir() -> Path:
+    """``$BIDSDEID_CACHE``, else the user cache dir / bidsdeid (may be read-only)."""
     env = os.environ.get("BIDSDEID_CACHE")
     if env:
-        wanted = Path(env)
-    else:
-        import platformdirs
+        return Path(env)
+    import platformdirs
 
-        wanted = Path(platformdirs.user_cache_dir("bidsdeid"))
+    return Path(platformdirs.user_cache_dir("bidsdeid"))
+
+
+def _fallback_cache() -> Path:
+    """Where to write when the configured cache is read-only: under the temporary dir,
+    which a bidsdeid run points into its work dir (``cli.run.confined_writes``)."""
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / f"bidsdeid-cache-{os.getuid()}"
+
+
+def cache_dir() -> Path:
+    """The cache folder to write to: the configured one when it can be written, else a
+    private folder under the temporary dir, with a warning. A read-only configured cache
+    (the masks baked into a container image) is still read first: :func:`cached_file`."""
+    wanted = configured_cache_dir()
     try:
         wanted.mkdir(parents=True, exist_ok=True)
         probe = wanted / f".probe-{os.getpid()}"
@@ -76,13 +90,21 @@ def cache_dir() -> Path:
         probe.unlink()
         return wanted
     except OSError:
-        import tempfile
-
-        fallback = Path(tempfile.gettempdir()) / f"bidsdeid-cache-{os.getuid()}"
-        fallback.mkdir(mode=0o700, exist_ok=True)
-        log.warning("template cache %s is not writable: using %s (set BIDSDEID_CACHE)",
+        fallback = _fallback_cache()
+        fallback.mkdir(mode=0o700, parents=True, exist_ok=True)
+        log.warning("template cache %s is not writable: writing to %s (set BIDSDEID_CACHE)",
                     wanted, fallback)
         return fallback
+
+
+def cached_file(rel: str) -> Path | None:
+    """An existing cache file ``rel``, looked up in the configured cache (read-only is
+    fine) and then in the fallback; None when neither has it. Creates nothing."""
+    for root in (configured_cache_dir(), _fallback_cache()):
+        path = root / rel
+        if path.is_file():
+            return path
+    return None
 
 
 def _digest(*paths: Path | None, extra: str = "") -> str:
@@ -164,9 +186,13 @@ def _cached_masks(choice: TemplateChoice, files: dict[str, Path | None],
     assert src is not None
     key = _digest(src, files["brain_mask"], extra=f"{choice.family.face_mask}|{sloppy}")
     safe = choice.id.replace(":", "_").replace("/", "_")
+    face_name = f"{safe}_{key}_desc-face_mask.nii.gz"
+    brain_name = f"{safe}_{key}_desc-brain_mask.nii.gz"
+    ready = [cached_file(f"facemasks/{n}") for n in (face_name, brain_name)]
+    if ready[0] is not None and ready[1] is not None:  # e.g. baked into an image
+        return ready[0], ready[1], "derived from pydeface (cached)"
     folder = cache_dir() / "facemasks"
-    face_p = folder / f"{safe}_{key}_desc-face_mask.nii.gz"
-    brain_p = folder / f"{safe}_{key}_desc-brain_mask.nii.gz"
+    face_p, brain_p = folder / face_name, folder / brain_name
     with file_lock(folder / f".{safe}.lock"):
         if face_p.is_file() and brain_p.is_file():
             return face_p, brain_p, "derived from pydeface (cached)"
@@ -212,9 +238,11 @@ def _load_files(choice: TemplateChoice, files: dict[str, Path | None],
     head = Volume.load(head_p)
     key = _digest(*[files[k] for k in ("head", "face_mask", "brain_mask")],
                   extra=f"prepared|{choice.id}|{choice.family.face_mask}|{sloppy}")
-    prepared = cache_dir() / "prepared" / f"{key}.npz"
+    found = cached_file(f"prepared/{key}.npz")
     try:
-        with np.load(prepared) as z:
+        if found is None:
+            raise FileNotFoundError(key)
+        with np.load(found) as z:
             vols = {n: Volume(z[n].astype(np.float32) / (255.0 if n == "face" else 1.0),
                               z[f"{n}_affine"]) for n in ("face", "brain", "features", "ears")}
             source = str(z["source"])
@@ -225,6 +253,7 @@ def _load_files(choice: TemplateChoice, files: dict[str, Path | None],
             scale = 255.0 if n == "face" else 1.0
             arrays[n] = np.round(v.data * scale).astype(np.uint8)
             arrays[f"{n}_affine"] = v.affine
+        prepared = cache_dir() / "prepared" / f"{key}.npz"
         prepared.parent.mkdir(parents=True, exist_ok=True)
         tmp = prepared.with_name(f".{prepared.stem}.{os.getpid()}.npz")
         np.savez_compressed(tmp, **arrays)

@@ -13,6 +13,7 @@ rows). Participant runs never write a shared file; only this function does
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,8 +155,22 @@ def write_tsv(path: Path, rows: list[Row]) -> None:
     write_text(path, "\n".join(lines) + "\n", perms=0o600)
 
 
-def collect(config: RunConfig) -> tuple[list[Row], Reviews, list[str]]:
-    """Every row (worst first), the reviews, and the validator's messages."""
+NOT_RUN_PROBLEM = ("error: no result from the participant level (not run, killed, or out "
+                   "of time)")
+
+
+def not_run_row(participant: str) -> Row:
+    """The row of an expected participant that left no state at all (``sub-<label>``)."""
+    values = {key: "" for key, _ in COLUMNS}
+    values.update(participant=participant, outcome="not run", status="error",
+                  problems=NOT_RUN_PROBLEM)
+    return Row(values, 0, None)
+
+
+def collect(config: RunConfig, missing: Sequence[str] = ()) -> tuple[list[Row], Reviews,
+                                                                    list[str]]:
+    """Every row (worst first), the reviews, and the validator's messages; ``missing``
+    names expected participants (``sub-<label>``) that have no result."""
     reviews = read_reviews(config.reports_dir / REVIEW_FILE)
     rows: list[Row] = []
     if config.state_dir.is_dir():
@@ -165,22 +180,25 @@ def collect(config: RunConfig) -> tuple[list[Row], Reviews, list[str]]:
                                                         "complete.json")):
                 continue
             rows.extend(participant_rows(state, reviews))
+    seen = {r.values["participant"] for r in rows}
+    rows.extend(not_run_row(p) for p in missing if p not in seen)
     order = {s: i for i, s in enumerate(STATUS_ORDER)}
     rows.sort(key=lambda r: (r.rank, order.get(r.values["status"], 0),
                              r.values["participant"], r.values["image"]))
     return rows, reviews, _validator_messages(config.reports_dir / VALIDATOR_JSON)
 
 
-def write_group_report(config: RunConfig) -> Path:
-    """Write ``reports/group.html`` and ``reports/group_qc.tsv``; return the HTML path."""
-    rows, reviews, validator = collect(config)
+def write_group_report(config: RunConfig, missing: Sequence[str] = ()) -> Path:
+    """Write ``reports/group.html`` and ``reports/group_qc.tsv``; return the HTML path.
+    ``missing``: expected participants (``sub-<label>``) with no result ("not run")."""
+    rows, reviews, validator = collect(config, missing)
     out_dir = config.reports_dir
     write_tsv(out_dir / GROUP_TSV, rows)
     participants = sorted({r.values["participant"] for r in rows})
     summary = {
         "participants": len(participants),
         "failed": len({r.values["participant"] for r in rows
-                       if r.values["outcome"] == "failed"}),
+                       if r.values["outcome"] in ("failed", "not run")}),
         "published": len({r.values["participant"] for r in rows
                           if r.values["outcome"] == "published"}),
         "images": sum(1 for r in rows if r.values["image"]),
