@@ -101,8 +101,13 @@ def test_receive_deidentify_send_round_trip(shared_data: Path, tmp_path: Path) -
         assert len(arrived) == len(published) > 150  # the SR report is quarantined, not sent
         pub_by_sop, arr_by_sop = _by_sop(published), _by_sop(arrived)
         assert sorted(pub_by_sop) == sorted(arr_by_sop)
-        for sop, p in pub_by_sop.items():
-            assert dataset_bytes(arr_by_sop[sop]) == dataset_bytes(p)
+        for sop, p in pub_by_sop.items():  # the dataset byte for byte; the file meta is
+            assert dataset_bytes(arr_by_sop[sop]) == dataset_bytes(p)  # the archive's own
+            meta_a, meta_p = (pydicom.dcmread(f, stop_before_pixels=True).file_meta
+                              for f in (arr_by_sop[sop], p))
+            for keyword in ("MediaStorageSOPClassUID", "MediaStorageSOPInstanceUID",
+                            "TransferSyntaxUID"):
+                assert meta_a[keyword].value == meta_p[keyword].value
         assert find_tokens(archive, TOKENS) == []
         audits = sorted((private / "audit").glob("sub-*/send.json"))
         assert len(audits) == 2

@@ -176,7 +176,13 @@ def run(config: RunConfig, key: ProjectKey, labels: list[str],
         plan["rule_warnings"] = rules.warnings(config.deid)
     for i, label in enumerate(labels, 1):
         progress.item("participants planned", i, len(labels))
-        plan["participants"].append(plan_participant(config, key, label))
+        try:
+            part = plan_participant(config, key, label)
+        except Exception as exc:
+            log.debug("planning sub-%s failed", label, exc_info=True)
+            part = {"input_label": label, "output_label": None, "warnings": [],
+                    "errors": [f"internal error ({type(exc).__name__}); details in the log"]}
+        plan["participants"].append(part)
     folder = config.private_dir / FOLDER
     write_json(folder / "plan.json", plan, perms=0o600)
     write_text(folder / "plan.txt", _text(plan), perms=0o600)

@@ -32,6 +32,8 @@ import json
 import logging
 import sys
 from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,62 @@ def _values(value: Any) -> list[str]:
     return [str(value).strip()]
 
 
+def _name(ds: Dataset, t: int) -> tuple[str, str]:
+    """(attribute, tag text) of an element for the table."""
+    group, elem_no = t >> 16, t & 0xFFFF
+    if not group & 1:
+        return keyword_for_tag(t) or "unknown", f"({group:04X},{elem_no:04X})"
+    if elem_no <= 0xFF:
+        return "PrivateCreator", f"({group:04X},00xx)"
+    creator = ds.get((group << 16) | (elem_no >> 8))
+    name = str(creator.value).strip() if creator is not None else "?"
+    return f"private:{name}", f"({group:04X},xx{elem_no & 0xFF:02X})"
+
+
+def _walk(ds: Dataset, found: set[Key]) -> None:
+    """Add the text values of ``ds`` and its standard sequences to ``found``. Elements
+    that cannot be text are skipped before their value is decoded."""
+    for tag in list(ds.keys()):
+        t = int(tag)
+        group, elem_no = t >> 16, t & 0xFFFF
+        vr = ds.get_item(tag).VR
+        if group & 1:
+            if 0x10 <= elem_no <= 0xFF:
+                vr = "LO"  # a private creator
+            elif vr in (None, "UN"):
+                continue  # a private element of unknown VR: bytes, not text
+        elif vr in (None, "UN"):
+            try:
+                vr = dictionary_VR(t)
+            except KeyError:
+                continue
+        if vr == "SQ":
+            if not group & 1:  # private sequences: vendor data the profile removes
+                for item in ds[tag].value or []:
+                    _walk(item, found)
+            continue
+        if vr not in TEXT_VRS:
+            continue
+        name, tag_text = _name(ds, t)
+        for v in _values(ds[tag].value):
+            if v:
+                found.add((name, tag_text, vr, v))
+
+
+def header_values(path: Path) -> set[Key] | None:
+    """The distinct text values of one file's header (None: not a DICOM file)."""
+    r = read_header(path)
+    if r.ds is None:
+        return None
+    found: set[Key] = set()
+    _walk(r.ds, found)
+    return found
+
+
+def _chunk(paths: list[Path]) -> list[set[Key] | None]:
+    return [header_values(p) for p in paths]
+
+
 @dataclass
 class Inventory:
     """Distinct values and where they occur."""
@@ -78,57 +136,12 @@ class Inventory:
     n_skipped: int = 0
     labels: list[str] = field(default_factory=list)
 
-    def _count(self, found: set[Key], label: str) -> None:
+    def add(self, found: set[Key], label: str) -> None:
+        """The values of one file (each counted once per file)."""
         for key in found:
             self.files[key] += 1
             self.participants.setdefault(key, set()).add(label)
 
-    # -- DICOM ------------------------------------------------------------------------
-    def add_dataset(self, ds: Dataset, label: str) -> None:
-        found: set[Key] = set()
-        self._walk(ds, found)
-        self.n_files += 1
-        self._count(found, label)
-
-    def _walk(self, ds: Dataset, found: set[Key]) -> None:
-        for tag in list(ds.keys()):
-            t = int(tag)
-            group, elem_no = t >> 16, t & 0xFFFF
-            vr = ds.get_item(tag).VR
-            if group & 1:
-                if 0x10 <= elem_no <= 0xFF:
-                    vr = "LO"  # a private creator
-                elif vr in (None, "UN"):
-                    continue  # a private element of unknown VR: bytes, not text
-            elif vr in (None, "UN"):
-                try:
-                    vr = dictionary_VR(t)
-                except KeyError:
-                    continue
-            if vr == "SQ":
-                if not group & 1:  # private sequences: vendor data the profile removes
-                    for item in ds[tag].value or []:
-                        self._walk(item, found)
-                continue
-            if vr not in TEXT_VRS:
-                continue
-            name, tag_text = self._name(ds, t)
-            for v in _values(ds[tag].value):
-                if v:
-                    found.add((name, tag_text, vr, v))
-
-    @staticmethod
-    def _name(ds: Dataset, t: int) -> tuple[str, str]:
-        group, elem_no = t >> 16, t & 0xFFFF
-        if not group & 1:
-            return keyword_for_tag(t) or "unknown", f"({group:04X},{elem_no:04X})"
-        if elem_no <= 0xFF:
-            return "PrivateCreator", f"({group:04X},00xx)"
-        creator = ds.get((group << 16) | (elem_no >> 8))
-        name = str(creator.value).strip() if creator is not None else "?"
-        return f"private:{name}", f"({group:04X},xx{elem_no & 0xFF:02X})"
-
-    # -- sidecars -------------------------------------------------------------------------
     def add_sidecar(self, meta: dict[str, Any], label: str) -> None:
         found: set[Key] = set()
         for key, value in meta.items():
@@ -137,9 +150,8 @@ class Inventory:
                 if isinstance(v, str) and v.strip():
                     found.add((str(key), "sidecar", "", v.strip()))
         self.n_sidecars += 1
-        self._count(found, label)
+        self.add(found, label)
 
-    # -- output -----------------------------------------------------------------------------
     def to_tsv(self) -> str:
         lines = ["\t".join(COLUMNS)]
         for key in sorted(self.files, key=lambda k: (k[0], k[1], k[3])):
@@ -152,30 +164,46 @@ class Inventory:
         return len({(k[0], k[1]) for k in self.files})
 
 
-def collect(bids_dir: Path, labels: list[str], progress: Progress = NULL_PROGRESS) -> Inventory:
+def _headers(paths: list[Path], nprocs: int) -> Iterator[set[Key] | None]:
+    """:func:`header_values` of each path, in order, by ``nprocs`` processes."""
+    if nprocs <= 1 or len(paths) < 64:
+        yield from (header_values(p) for p in paths)
+        return
+    size = max(16, min(256, len(paths) // (nprocs * 8)))
+    chunks = [paths[i:i + size] for i in range(0, len(paths), size)]
+    with ProcessPoolExecutor(max_workers=nprocs) as pool:
+        for results in pool.map(_chunk, chunks):
+            yield from results
+
+
+def collect(bids_dir: Path, labels: list[str], progress: Progress = NULL_PROGRESS,
+            nprocs: int = 1) -> Inventory:
     """Read every header and sidecar of the participants ``labels``."""
     inv = Inventory(labels=list(labels))
-    for i, label in enumerate(labels, 1):
-        progress.item("participants inventoried", i, len(labels))
+    jobs: list[tuple[str, Path]] = []
+    for label in labels:
         root = participant_dicom_root(bids_dir, label)
         if root.is_dir():
             skipped: list[SkippedFile] = []
-            for path in iter_files(root, skipped):
-                r = read_header(path)
-                if r.ds is None:
-                    inv.n_skipped += 1
-                    continue
-                inv.add_dataset(r.ds, label)
+            jobs.extend((label, path) for path in iter_files(root, skipped))
+    for i, ((label, _path), found) in enumerate(zip(jobs, _headers([p for _l, p in jobs],
+                                                                  nprocs)), 1):
+        progress.item("headers read", i, len(jobs))
+        if found is None:
+            inv.n_skipped += 1
+            continue
+        inv.n_files += 1
+        inv.add(found, label)
+    for label in labels:
         bids_root = bids_dir / f"sub-{label}"
-        if bids_root.is_dir():
-            for side in sorted(bids_root.rglob("*.json")):
-                try:
-                    meta = json.loads(side.read_text(encoding="utf-8"))
-                except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-                    inv.n_skipped += 1
-                    continue
-                if isinstance(meta, dict):
-                    inv.add_sidecar(meta, label)
+        for side in sorted(bids_root.rglob("*.json")) if bids_root.is_dir() else []:
+            try:
+                meta = json.loads(side.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                inv.n_skipped += 1
+                continue
+            if isinstance(meta, dict):
+                inv.add_sidecar(meta, label)
     return inv
 
 
@@ -198,7 +226,7 @@ def run(config: RunConfig, progress: Progress = NULL_PROGRESS) -> int:
 
     found = discover(config.bids_dir)
     labels = select(found, config.participant_label)
-    inv = collect(config.bids_dir, labels, progress)
+    inv = collect(config.bids_dir, labels, progress, config.nprocs)
     path = write(inv, config.private_dir)
     print(f"bidsdeid: {_summary(inv, path)}")
     return int(ExitCode.SUCCESS)
@@ -207,7 +235,7 @@ def run(config: RunConfig, progress: Progress = NULL_PROGRESS) -> int:
 def main(argv: list[str] | None = None) -> int:
     """``bidsdeid-inventory BIDS_DIR [--private-dir DIR] [--participant-label ...]``."""
     from bidsdeid.bids.discover import discover, select
-    from bidsdeid.cli.parser import _label
+    from bidsdeid.cli.parser import _label, _positive_int
     from bidsdeid.site.places import default_private_dir, private_dir
 
     p = argparse.ArgumentParser(
@@ -221,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
                         "<BIDS_DIR>_deid_private, the private dir of bidsdeid BIDS_DIR "
                         "<BIDS_DIR>_deid)")
     p.add_argument("--participant-label", nargs="+", type=_label, metavar="LABEL")
+    p.add_argument("--nprocs", type=_positive_int, default=1, metavar="N",
+                   help="processes reading headers")
     try:
         args = p.parse_args(argv)
     except SystemExit as exc:
@@ -233,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
                                     "folder")
         private = private_dir(bids_dir, args.private_dir or default_private_dir(bids_dir))
         labels = select(discover(bids_dir), args.participant_label)
-        inv = collect(bids_dir, labels)
+        inv = collect(bids_dir, labels, nprocs=args.nprocs)
         path = write(inv, private)
     except BidsdeidError as exc:
         print(f"bidsdeid-inventory: {exc.message}", file=sys.stderr)
