@@ -33,6 +33,9 @@ class DeidOptions:
     clean_descriptors: bool = True
     clean_structured_content: bool = False
     clean_graphics: bool = False
+    # the site rules in force (file name and sha256, bidsdeid.site.rules), recorded in
+    # DeidentificationMethod; None without --rules
+    site_rules: str | None = None
 
     def option_columns(self) -> list[str]:
         """The Table E.1-1 option columns in force, in the order they are applied."""

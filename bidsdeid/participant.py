@@ -2,6 +2,7 @@
 
 Stages (each a function ``run(ctx)`` in its own module, so a newcomer finds its room):
 
+0. ``bidsdeid.site.stage.prepare``          --rules: profile overrides, sidecar rules
 1. ``bidsdeid.bids.stage.load_inputs``      index DICOM, find BIDS inputs, collect identifiers
 2. ``bidsdeid.bids.labels.assign``          output labels (keep / sequential / random / id map)
 3. ``bidsdeid.convert.stage.run``           series -> BIDS names, quarantine, dcm2niix, scrub
@@ -10,8 +11,12 @@ Stages (each a function ``run(ctx)`` in its own module, so a newcomer finds its 
 6. ``bidsdeid.dicom.stage.run``             --dicom-out: de-identified DICOM (PS3.15 Annex E)
 7. ``bidsdeid.bids.tables.run``             sessions.tsv, scans.tsv, participants fragment
 8. ``bidsdeid.qc.stage.run``                reports (also when an earlier stage failed)
-9. ``bidsdeid.privacy.leakscan.run``        every staged byte against every identifier
-10. ``bidsdeid.publish.run``                staged files -> OUTPUT_DIR (atomic), mark complete
+9. ``bidsdeid.site.stage.audit``            --rules: the rules in force, what they kept
+10. ``bidsdeid.privacy.leakscan.run``       every staged byte against every identifier
+11. ``bidsdeid.publish.run``                staged files -> OUTPUT_DIR (atomic), mark complete
+
+After a participant completes (or is found complete), ``--send-to`` sends its
+``--dicom-out`` files to an archive (:func:`bidsdeid.site.send.after_participant`).
 
 Everything is staged in the private work dir first; a participant that fails any
 stage or gate publishes nothing.
@@ -58,8 +63,10 @@ def _stages() -> list[Stage]:
     from bidsdeid.deface import stage as deface_stage
     from bidsdeid.dicom import stage as dicom_stage
     from bidsdeid.privacy import leakscan
+    from bidsdeid.site import stage as site_stage
 
     return [
+        ("site rules", site_stage.prepare),
         ("load inputs", bids_stage.load_inputs),
         ("assign labels", labels.assign),
         ("convert DICOM", convert_stage.run),
@@ -68,6 +75,7 @@ def _stages() -> list[Stage]:
         ("de-identify DICOM", dicom_stage.run),
         ("write tables", tables.run),
         ("QC reports", _qc_stage),
+        ("site rules audit", site_stage.audit),
         ("leak scan", leakscan.run),
         ("publish", publish.run),
     ]
@@ -139,7 +147,12 @@ def run(config: RunConfig, key: ProjectKey, labels: list[str],
     results = []
     for i, label in enumerate(labels, 1):
         log.info("participant %d/%d: sub-%s", i, len(labels), label)
-        results.append(process(config, key, label, progress))
+        result = process(config, key, label, progress)
+        if config.send_to:
+            from bidsdeid.site import send
+
+            send.after_participant(config, result)
+        results.append(result)
     return results
 
 

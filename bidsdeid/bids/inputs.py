@@ -165,7 +165,8 @@ def _copy_one(ctx: ParticipantContext, path: Path, datatype: str, meta: dict[str
             raw.pop("IntendedFor")
         else:
             raw["IntendedFor"] = rewritten
-    clean = sidecar.scrub(raw, matcher.first, ctx.config.deid)
+    clean = sidecar.scrub(raw, matcher.first, ctx.config.deid,
+                          ctx.results.get(sidecar.FIELD_RULES))
     kept = {**clean.kept, **sidecar.deid_fields(ctx.config.deid, defaced=False)}
     rel = names.rel_path(out_entities, datatype, suffix, ".nii.gz")
     if any(im.rel_path == rel for im in ctx.images):

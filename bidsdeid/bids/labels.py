@@ -1,11 +1,18 @@
-"""Stage 2: the output labels of a participant and its sessions (``--relabel``).
+"""Stage 2: the output labels of a participant and its sessions (``--relabel``,
+``--id-map``).
 
 * ``keep``: labels as in the input;
 * ``sequential``: ``sub-001``, ``sub-002``, ... and ``ses-01``, ``ses-02`` (sessions in
   the order they were acquired, else by label). A rerun reuses the numbers already in
   ``PRIVATE_DIR/linkage.tsv``; a new participant gets the next free number;
-* ``random``: a keyed pseudonym (:meth:`ProjectKey.pseudonym`): the same key gives the
-  same labels on every run and every SLURM task.
+* ``random``: a keyed pseudonym (:meth:`ProjectKey.pseudonym`, an HMAC of the original
+  label under the site's key): the same key gives the same labels on every run, every
+  SLURM task and every later upload of the same person, whatever the output dir
+  (BIRNDUP's stable IDs). Sessions get keyed pseudonyms too;
+* ``idmap`` (``--id-map``, :mod:`bidsdeid.site.idmap`): the label the site's table
+  gives, looked up by input label or PatientID; no entry fails the participant with a
+  message naming it. Session labels are kept. Replacement age/sex from the table go to
+  ``ctx.results[REPLACEMENT_DEMOGRAPHICS]`` for participants.tsv.
 
 ``PRIVATE_DIR/linkage.tsv`` records original label -> pseudonym and the date offset of
 every participant (it is the only way back to the person: keep it private). It is
@@ -25,6 +32,7 @@ from pathlib import Path
 from bidsdeid.context import ParticipantContext
 from bidsdeid.convert.facts import facts_of
 from bidsdeid.errors import DataError
+from bidsdeid.site import idmap
 from bidsdeid.utils.atomic import write_text
 from bidsdeid.utils.locks import file_lock
 
@@ -107,55 +115,91 @@ def _next_number(taken: list[str]) -> int:
     return max(numbers, default=0) + 1
 
 
+@dataclass
+class Assignment:
+    """The labels decided for one participant, and the linkage rows that record them."""
+
+    label: str
+    session_map: dict[str | None, str | None]
+    rows: list[LinkRow]  # the whole linkage table after this participant
+    demographics: dict[str, float | str]  # replacement age/sex (id map), else empty
+
+
+def _patient_ids(ctx: ParticipantContext) -> list[str]:
+    """The PatientIDs of the participant's DICOM (one per series, usually all equal)."""
+    ids = []
+    if ctx.dicom is not None:
+        for series in ctx.dicom.series:
+            pid = str(series.header.get("PatientID", "") or "").strip()
+            if pid:
+                ids.append(pid)
+    return sorted(set(ids))
+
+
+def decide(ctx: ParticipantContext, rows: list[LinkRow]) -> Assignment:
+    """The labels of ``ctx``'s participant given the current linkage rows (writes
+    nothing; :func:`assign` writes, the dry run only looks)."""
+    cfg = ctx.config
+    method = "idmap" if cfg.id_map is not None else cfg.relabel
+    sessions = _sessions(ctx)
+    mine = [r for r in rows if r.original_participant == ctx.input_label
+            and r.method == method]
+    others = [r for r in rows if not (r.original_participant == ctx.input_label
+                                      and r.method == method)]
+    own = next((r for r in mine if r.original_session == NA), None)
+    demographics: dict[str, float | str] = {}
+    if method == "keep":
+        label = ctx.input_label
+    elif method == "idmap":
+        assert cfg.id_map is not None
+        entry = idmap.load(cfg.id_map).require(ctx.input_label, _patient_ids(ctx))
+        label, demographics = entry.label, entry.demographics()
+    elif own is not None:
+        label = own.participant
+    elif method == "sequential":
+        used = [r.participant for r in rows if r.method == "sequential"
+                and r.original_session == NA]
+        label = f"{_next_number(used):03d}"
+    else:
+        label = ctx.key.pseudonym("participant", ctx.input_label)
+    clash = [r for r in others if r.participant == label and r.original_session == NA
+             and r.original_participant != ctx.input_label and r.method != "keep"]
+    if clash and method != "keep":
+        raise DataError(f"sub-{ctx.input_label}: {'its id-map label' if method == 'idmap' else 'pseudonym'}"
+                        " collides with another participant in linkage.tsv (edit or remove "
+                        "that file)")
+    offset = str(ctx.offset.days)
+    new_rows = [LinkRow(ctx.input_label, label, NA, NA, method, offset)]
+    session_map: dict[str | None, str | None] = {None: None}
+    existing: dict[str, str] = {r.original_session: r.session for r in mine
+                                if r.original_session != NA}
+    for ses in sessions:
+        if ses is None:
+            continue
+        if method in ("keep", "idmap"):
+            out = ses
+        elif ses in existing:
+            out = existing[ses]
+        elif method == "sequential":
+            out = f"{_next_number(list(existing.values())):02d}"
+        else:
+            out = ctx.key.pseudonym("session", f"{ctx.input_label}/{ses}", 6)
+        existing[ses] = out
+        session_map[ses] = out
+    for ses_in, ses_out in existing.items():
+        new_rows.append(LinkRow(ctx.input_label, label, str(ses_in), ses_out, method, offset))
+    return Assignment(label, session_map, others + new_rows, demographics)
+
+
 def assign(ctx: ParticipantContext) -> None:
     cfg = ctx.config
-    method = cfg.relabel
-    sessions = _sessions(ctx)
     path = cfg.private_dir / LINKAGE
     with file_lock(cfg.private_dir / ".linkage.lock"):
-        rows = read_linkage(path)
-        mine = [r for r in rows if r.original_participant == ctx.input_label
-                and r.method == method]
-        others = [r for r in rows if not (r.original_participant == ctx.input_label
-                                          and r.method == method)]
-        own = next((r for r in mine if r.original_session == NA), None)
-        if method == "keep":
-            label = ctx.input_label
-        elif own is not None:
-            label = own.participant
-        elif method == "sequential":
-            used = [r.participant for r in rows if r.method == "sequential"
-                    and r.original_session == NA]
-            label = f"{_next_number(used):03d}"
-        else:
-            label = ctx.key.pseudonym("participant", ctx.input_label)
-        clash = [r for r in others if r.participant == label and r.original_session == NA
-                 and r.original_participant != ctx.input_label and r.method != "keep"]
-        if clash and method != "keep":
-            raise DataError(f"sub-{ctx.input_label}: pseudonym collides with another "
-                            "participant in linkage.tsv (edit or remove that file)")
-        offset = str(ctx.offset.days)
-        new_rows = [LinkRow(ctx.input_label, label, NA, NA, method, offset)]
-        session_map: dict[str | None, str | None] = {None: None}
-        existing: dict[str, str] = {r.original_session: r.session for r in mine
-                                    if r.original_session != NA}
-        for ses in sessions:
-            if ses is None:
-                continue
-            if method == "keep":
-                out = ses
-            elif ses in existing:
-                out = existing[ses]
-            elif method == "sequential":
-                out = f"{_next_number(list(existing.values())):02d}"
-            else:
-                out = ctx.key.pseudonym("session", f"{ctx.input_label}/{ses}", 6)
-            existing[ses] = out
-            session_map[ses] = out
-        for ses_in, ses_out in existing.items():
-            new_rows.append(LinkRow(ctx.input_label, label, str(ses_in), ses_out, method,
-                                    offset))
-        write_linkage(path, others + new_rows)
+        found = decide(ctx, read_linkage(path))
+        write_linkage(path, found.rows)
+    label, session_map = found.label, found.session_map
+    if found.demographics:
+        ctx.results[idmap.REPLACEMENT_DEMOGRAPHICS] = found.demographics
     ctx.output_label = label
     ctx.session_map = session_map
     if label != ctx.input_label:

@@ -18,13 +18,17 @@ and is dropped. Every kept value (strings, and numbers as written) is then check
 against the participant's identifiers and dropped on a match. Finally
 DeidentificationMethod and DeidentificationMethodCodeSequence (DICOM PS3.16 CID 7050)
 say what was done.
+
+A site rules file (``--rules``) decides the fields it names instead of the lists
+above, but only fields the schema defines (``field_rules``, built by
+:mod:`bidsdeid.site.sidecar_rules` and kept in ``ctx.results[FIELD_RULES]``).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +51,12 @@ DATASET_FIELDS = frozenset({
     "Derivative", "Format", "Maximum", "Minimum", "MissingValues", "Dataset", "Database",
 })
 DEID_FIELDS = frozenset({"DeidentificationMethod", "DeidentificationMethodCodeSequence"})
+
+FIELD_RULES = "sidecar_field_rules"
+"""``ctx.results`` key of the site rules for sidecar fields (field name -> FieldRule)."""
+
+FieldRule = Callable[[Any, Callable[[str], Token | None]], tuple[bool, Any, str]]
+"""A site rule for one field: ``rule(value, find) -> (keep?, value to write, reason)``."""
 
 # DICOM PS3.16 CID 7050 "De-identification Method"
 CODES = {
@@ -90,13 +100,23 @@ def _json_ok(value: Any) -> bool:
 
 
 def scrub(raw: dict[str, Any], find: Callable[[str], Token | None],
-          deid: DeidOptions | None = None) -> Scrubbed:
+          deid: DeidOptions | None = None,
+          field_rules: Mapping[str, FieldRule] | None = None) -> Scrubbed:
     """Keep allow-listed fields whose values hold no identifier (``find`` returns the
-    identifier token found in a text, or None)."""
+    identifier token found in a text, or None); fields with a site rule are decided by
+    the rule."""
     allowed = allowed_fields(deid)
     out = Scrubbed(kept={})
     for key in sorted(raw):
         value = raw[key]
+        rule = field_rules.get(key) if field_rules else None
+        if rule is not None and _json_ok(value):
+            keep, new, why = rule(value, find)
+            if keep:
+                out.kept[key] = new
+            else:
+                out.dropped[key] = why
+            continue
         if key not in allowed:
             out.dropped[key] = "not in the BIDS sidecar allow-list"
             continue
@@ -130,6 +150,8 @@ def deid_fields(deid: DeidOptions, *, defaced: bool) -> dict[str, Any]:
         codes.append("device")
     if deid.retain_institution_identity:
         codes.append("institution")
+    if deid.site_rules:
+        steps.append(deid.site_rules)
     return {
         "DeidentificationMethod": [f"bidsdeid {__version__}"] + steps,
         "DeidentificationMethodCodeSequence": [

@@ -18,14 +18,31 @@ from bidsdeid.convert.facts import FactsCollector
 from bidsdeid.dicom.index import index_participant
 from bidsdeid.errors import DataError
 
+HEADER_HOOKS = "header_hooks"
+"""``ctx.results`` key: functions called with every header read, after the identifiers
+and facts collectors (the site rules take the values a rule keeps out of the
+identifiers there: :mod:`bidsdeid.site.stage`)."""
+
 
 def load_inputs(ctx: ParticipantContext) -> None:
+    """Index and collect (:func:`read_inputs`), then save the identifiers."""
+    read_inputs(ctx)
+    # the participant label becomes an identifier only when it is replaced
+    # (bids.labels.assign), else every output path would be a "leak"
+    ctx.identifiers.save(ctx.config.state_dir / f"sub-{ctx.input_label}" / "identifiers.json")
+
+
+def read_inputs(ctx: ParticipantContext) -> None:
+    """Everything :func:`load_inputs` does, writing nothing (the dry run uses it)."""
     cfg = ctx.config
     facts = FactsCollector()
+    hooks = list(ctx.results.get(HEADER_HOOKS, ()))
 
     def on_header(ds: Dataset) -> None:
         ctx.identifiers.add_dataset_fast(ds)  # = add_dataset, without decoding pixel-side data
         facts(ds)  # what the series heuristic needs, taken in the same read
+        for hook in hooks:
+            hook(ds)
 
     ctx.dicom = index_participant(cfg.bids_dir, ctx.input_label, on_header=on_header,
                                   sessions=cfg.session_label)
@@ -40,6 +57,3 @@ def load_inputs(ctx: ParticipantContext) -> None:
         raise DataError(f"sub-{ctx.input_label}: nothing to convert (no readable DICOM under "
                         f"sourcedata/sub-{ctx.input_label} and no sub-{ctx.input_label}/ "
                         "BIDS folder)")
-    # the participant label becomes an identifier only when it is replaced
-    # (bids.labels.assign), else every output path would be a "leak"
-    ctx.identifiers.save(cfg.state_dir / f"sub-{ctx.input_label}" / "identifiers.json")

@@ -14,7 +14,8 @@ The participants.tsv row is not written here: a participant job never writes a s
 file. Its fragment goes to the private ``state_dir/sub-<input>/participants.json``;
 :func:`bidsdeid.bids.dataset.update_shared_files` merges the fragments of completed
 participants. Age is in whole years, capped at 89 (``bidsdeid.bids.age``); sex only
-with ``--include-sex``; neither with ``--drop-demographics``.
+with ``--include-sex``; neither with ``--drop-demographics``. Replacement age and sex
+from ``--id-map`` take the place of the ones found in the input.
 
 Sidecars are rewritten last, so images the deface stage defaced say so in their
 DeidentificationMethod (code 113102).
@@ -32,6 +33,7 @@ from bidsdeid.bids import sidecar, staging
 from bidsdeid.context import BidsImage, ParticipantContext
 from bidsdeid.convert.facts import facts_of
 from bidsdeid.privacy.dates import cap_age
+from bidsdeid.site.idmap import REPLACEMENT_DEMOGRAPHICS
 from bidsdeid.utils.atomic import write_json
 
 FRAGMENT = "participants.json"
@@ -137,6 +139,9 @@ def demographics(ctx: ParticipantContext) -> dict[str, Any]:
     found = age_mod.resolve(cfg.bids_dir, ctx.input_label, first_session,
                             age_months_option=cfg.deface.age_months, dicom_header=header)
     years = found.years
+    replacement = ctx.results.get(REPLACEMENT_DEMOGRAPHICS) or {}  # from --id-map
+    if "age" in replacement:
+        years, found = float(replacement["age"]), age_mod.Age(None, "id map")
     out["age"] = math.floor(cap_age(years)) if years is not None else "n/a"
     out["age_source"] = found.source
     if cfg.include_sex:
@@ -144,6 +149,7 @@ def demographics(ctx: ParticipantContext) -> dict[str, Any]:
         if header is not None:
             sex = str(header.get("PatientSex", "") or "")
         sex = sex or _input_participant_row(ctx).get("sex", "")
+        sex = str(replacement.get("sex", sex))
         out["sex"] = _SEX.get(sex.strip().upper(), "n/a")
     return out
 

@@ -27,11 +27,6 @@ log = logging.getLogger("bidsdeid")
 # Options of the interface that this build cannot honour yet: using one exits 64 with a
 # message instead of being silently ignored. Each entry goes when its feature lands.
 NOT_IMPLEMENTED: dict[str, str] = {
-    "rules_file": "--rules",
-    "id_map": "--id-map",
-    "dry_run": "--dry-run",
-    "inventory_only": "--inventory-only",
-    "send_to": "--send-to",
     "clean_structured_content": "--clean-structured-content",
     "clean_graphics": "--clean-graphics",
 }
@@ -81,6 +76,10 @@ def config_from_args(args: object) -> RunConfig:
         raise UsageError("--id-map and --relabel are alternatives: give one of them")
     if a.send_to and not a.dicom_out:
         raise UsageError("--send-to sends the --dicom-out files: add --dicom-out")
+    if a.dry_run and a.inventory_only:
+        raise UsageError("--dry-run and --inventory-only are alternatives: give one of them")
+    if (a.dry_run or a.inventory_only) and a.analysis_level != "participant":
+        raise UsageError("--dry-run and --inventory-only work at the participant level")
     if a.template and not 1 <= len(a.template) <= 3:
         raise UsageError("--template takes HEAD [FACE_MASK [BRAIN_MASK]]")
     filters = a.bids_filter_file
@@ -95,6 +94,7 @@ def config_from_args(args: object) -> RunConfig:
         clean_structured_content=a.clean_structured_content,
         clean_graphics=a.clean_graphics,
     )
+    _site_files(a, deid)
     deface = DefaceOptions(
         modalities=a.deface_modalities,
         age_months=a.age_months,
@@ -121,13 +121,33 @@ def config_from_args(args: object) -> RunConfig:
     )
 
 
+def _site_files(a: object, deid: DeidOptions) -> None:
+    """Check --rules and --id-map before anything runs (exit 64 naming file and line);
+    warn about rules that keep what the profile would not keep."""
+    from bidsdeid.site import idmap, rules
+
+    if getattr(a, "rules_file", None):
+        site_rules = rules.load(a.rules_file)  # type: ignore[attr-defined]
+        deid.site_rules = site_rules.method_note()
+        for line in site_rules.warnings(deid):
+            log.warning("%s", line)
+    if getattr(a, "id_map", None):
+        idmap.load(a.id_map)  # type: ignore[attr-defined]
+    if getattr(a, "send_to", None):
+        from bidsdeid.site.dicomnet import Destination
+
+        Destination.parse(a.send_to)  # type: ignore[attr-defined]
+
+
 def prepare_places(config: RunConfig) -> None:
-    """Create the private dir (0700) with its log dir, and the work dir (exit 73 if not)."""
+    """Create the private dir (0700) with its log dir, and the work dir (exit 73 if not;
+    a dry run and an inventory need no work dir)."""
     try:
         config.private_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(config.private_dir, 0o700)
         config.log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        config.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not (config.dry_run or config.inventory_only):
+            config.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
         raise CannotCreateOutput(f"cannot create {exc.filename or config.private_dir}: "
                                  f"{exc.strerror or exc}") from exc
@@ -232,8 +252,12 @@ def _run_level(config: RunConfig) -> ExitCode:
     from bidsdeid.privacy.keys import ProjectKey
     from bidsdeid.progress import Progress
 
-    key = ProjectKey.load_or_create(config.private_dir)
     progress = Progress()
+    if config.inventory_only:  # reads headers only: needs no key
+        from bidsdeid.site import inventory
+
+        return ExitCode(inventory.run(config, progress))
+    key = ProjectKey.load_or_create(config.private_dir)
     if config.analysis_level == "group":
         from bidsdeid import group
 
@@ -246,6 +270,10 @@ def _run_level(config: RunConfig) -> ExitCode:
         log.error("%s: not a valid participant folder (labels are letters and digits only)",
                   bad)
     labels = select(found, config.participant_label)
+    if config.dry_run:
+        from bidsdeid.site import dryrun
+
+        return ExitCode(dryrun.run(config, key, labels, progress))
     results = participant.run(config, key, labels, progress)
     failed = [r for r in results if r.status == "failed"]
     for r in results:

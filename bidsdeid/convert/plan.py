@@ -43,8 +43,9 @@ class Plan:
         return f"{ses}series {number}"
 
 
-def decide(ctx: ParticipantContext) -> list[Plan]:
-    """A :class:`Plan` with a decision for every indexed series."""
+def decide(ctx: ParticipantContext, *, copy_refused: bool = True) -> list[Plan]:
+    """A :class:`Plan` with a decision for every indexed series (``copy_refused=False``:
+    refused series are not copied to the quarantine, for the dry run)."""
     assert ctx.dicom is not None
     rules = mapping.load(ctx.config.mapping_file) if ctx.config.mapping_file else []
     collected = ctx.results.get("dicom_facts", {})
@@ -55,7 +56,8 @@ def decide(ctx: ParticipantContext) -> list[Plan]:
         if reason:
             decision = heuristic.exclude(f"quarantined: {reason}")
             decision.source = "quarantine"
-            quarantine.quarantine_series(ctx, series, reason)
+            if copy_refused:
+                quarantine.quarantine_series(ctx, series, reason)
         else:
             decision = mapping.apply(rules, series.header, series.session,
                                      heuristic.classify(facts))

@@ -134,7 +134,8 @@ def _sidecar(ctx: ParticipantContext, n: Named, matcher: Matcher) -> tuple[dict[
         n.extra["aslcontext"] = types
         raw.update({k: v for k, v in asl.metadata(n.facts, raw, types).items() if k not in raw})
     raw.update(n.extra.get("sidecar", {}))
-    clean = sidecar.scrub(raw, matcher.first, ctx.config.deid)
+    clean = sidecar.scrub(raw, matcher.first, ctx.config.deid,
+                          ctx.results.get(sidecar.FIELD_RULES))
     n.extra["dropped"] = clean.dropped
     kept = clean.kept
     kept.update(sidecar.deid_fields(ctx.config.deid, defaced=False))

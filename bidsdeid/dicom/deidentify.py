@@ -50,7 +50,14 @@ from bidsdeid import __version__
 from bidsdeid.dicom import profile as P
 from bidsdeid.dicom import tables
 from bidsdeid.dicom.unlisted import TEXT_VRS, normalise_vr
-from bidsdeid.dicom.values import DATE_TIME_PAIRS, TIME_TO_DATE, ValueCleaner, cap_age, fit
+from bidsdeid.dicom.values import (
+    DATE_TIME_PAIRS,
+    TIME_TO_DATE,
+    ValueCleaner,
+    cap_age,
+    encode_text,
+    fit,
+)
 from bidsdeid.privacy.keys import DateOffset, ProjectKey
 
 OPTION_CODES = {
@@ -128,7 +135,10 @@ class Deidentifier:
 
     def method_text(self) -> list[str]:
         """DeidentificationMethod values (LO, 64 characters each)."""
-        return [f"bidsdeid {__version__}"] + [fit(m, "LO") for _c, m in self.method_codes()]
+        notes = [fit(self.profile.options.site_rules, "LO")] if self.profile.options.site_rules \
+            else []
+        return [f"bidsdeid {__version__}"] + [fit(m, "LO") for _c, m in self.method_codes()] \
+            + notes
 
     def longitudinal_value(self) -> str:
         return {"modified": "MODIFIED", "full": "UNMODIFIED"}.get(self.profile.dates, "REMOVED")
@@ -222,6 +232,8 @@ class Deidentifier:
             raw = ds.get_item(tag)
             vr = _vr_of(raw, tag)
             d = self.profile.decide(tag, vr, enhanced)
+            if d.op == P.VOCAB:
+                d = self.vocabulary(d, _values(ds[tag].value), prefix + attribute_name(tag))
             if d.op == P.KEEP:
                 continue
             if d.op == P.KEEP_TEXT:
@@ -271,6 +283,8 @@ class Deidentifier:
         raw = ds.get_item(tag)
         vr = raw.VR if raw.VR not in (None, "UN") else None
         d = self.profile.decide_private(creator, group, elem_no & 0xFF, vr)
+        if d.op == P.VOCAB:
+            d = self.vocabulary(d, _values(ds[tag].value), prefix + private_name(group, elem_no))
         if d.op == P.KEEP_TEXT:
             self.report.kept_text.update(_values(ds[tag].value))
         if d.op in (P.KEEP, P.KEEP_TEXT, P.RECURSE):
@@ -289,6 +303,15 @@ class Deidentifier:
         if tag in ds:
             kept.add(block)
 
+    def vocabulary(self, d: P.Decision, values: list[str], path: str) -> P.Decision:
+        """A VOCAB decision for these values: KEEP (audited) if on the vocabulary, else the
+        fallback (clean)."""
+        assert d.arg is not None and d.fallback is not None
+        if d.arg.allows(values):
+            self.report.touch(path, d)
+            return P.Decision(P.KEEP, d.audit)
+        return d.fallback
+
     def _apply(self, ds: Dataset, tag: int, vr: str, d: P.Decision) -> None:
         op = d.op
         if op == P.REMOVE:
@@ -306,6 +329,14 @@ class Deidentifier:
             ds[tag] = DataElement(tag, "UI", values[0] if len(values) == 1 else values)
         elif op == P.LABEL:
             ds[tag] = DataElement(tag, vr, self.patient_label)
+        elif op in (P.REPLACE, P.HASH):
+            assert d.arg is not None
+            values = ([self.cleaner.replacement(d.arg.value, vr)] if op == P.REPLACE
+                      else self.cleaner.hashed(_values(ds[tag].value), vr))
+            if vr == "UN":  # a private element of unknown VR: text bytes, as the byte engine
+                ds[tag] = DataElement(tag, vr, encode_text(values, "LO"))
+            else:
+                ds[tag] = DataElement(tag, vr, values[0] if len(values) == 1 else values)
         elif op == P.AGE:
             values = [cap_age(v) for v in _values(ds[tag].value)]
             ds[tag] = DataElement(tag, "AS", "\\".join(values))

@@ -10,7 +10,9 @@ Order of precedence (first match wins):
 
 1. overrides (``overrides`` by tag, ``private_overrides`` by private creator, group
    and element offset): the hook for a site rules file; values are E.1-1 codes
-   (X Z D K C U), interpreted exactly like table cells;
+   (X Z D K C U), interpreted exactly like table cells, or a :class:`SiteAction` for
+   what the codes cannot say: replace with a fixed value, a keyed hash of the value, or
+   keep the value only when it is on a vocabulary (else clean it, as C);
 2. PatientName and PatientID: replaced by the participant's output label (a D, so
    ``patid_mapping.csv`` can link old and new IDs);
 3. Table E.1-1: the option columns in force override the Basic Profile code; when
@@ -38,11 +40,22 @@ What a code means for a value:
   Basic Profile action of the attribute (so a free-text field with no known safe
   value is removed or emptied, and a dummy used where a value is required); a
   sequence is cleaned item by item; anything else falls back to the Basic Profile.
+
+Site actions (on a VR they cannot apply to, e.g. a sequence or binary data, they
+remove the element; the rules file refuses such rules where the VR is known):
+
+* REPLACE: the rule's value (truncated to the VR's length);
+* HASH: each value replaced by a keyed token of it (``ProjectKey.token``), so equal
+  values stay equal and nothing can be reversed without the key;
+* VOCAB: the engine keeps the value when every value of the element is on the
+  vocabulary (:meth:`SiteAction.allows`), else applies the decision's fallback (C).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -73,12 +86,60 @@ SHIFT = "shift"
 DESCRIPTOR = "descriptor"  # caller's safe value, else the fallback decision
 LABEL = "label"  # the participant's output label
 AGE = "age"  # keep, ages over 89 written as 089Y
+REPLACE = "replace"  # a site rule's fixed value (Decision.arg)
+HASH = "hash"  # a keyed token of each value
+VOCAB = "vocabulary"  # keep if on the site vocabulary (Decision.arg), else the fallback
 
 PATIENT_NAME = 0x00100010
 PATIENT_ID = 0x00100020
 PATIENT_AGE = 0x00101010
 
 CODES = frozenset({"X", "Z", "D", "K", "C", "U"})
+VOCAB_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR", "UN"})
+"""VRs a vocabulary applies to (UN: a private element of unknown VR)."""
+HASH_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UN"})
+"""VRs that can hold a hexadecimal token."""
+REPLACE_VRS = VOCAB_VRS | {"DA", "DT", "TM", "AS", "DS", "IS"}
+"""VRs a fixed text value can be written into (the rules file checks the value)."""
+_ACTION_VRS = {"replace": REPLACE_VRS, "hash": HASH_VRS, "vocabulary": VOCAB_VRS}
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+@dataclass(frozen=True)
+class SiteAction:
+    """A site rule action beyond the E.1-1 codes (picklable: plain strings only).
+
+    ``kind`` is ``"replace"`` (with ``value``), ``"hash"``, or ``"vocabulary"`` (with
+    ``allowed`` entries, compared case-insensitively after trimming spaces, and
+    ``patterns``, Python regular expressions that must match the whole value).
+    """
+
+    kind: str
+    value: str = ""
+    allowed: tuple[str, ...] = ()
+    patterns: tuple[str, ...] = ()
+
+    def allows(self, values: Iterable[str]) -> bool:
+        """True if every value is on the vocabulary (an empty element is kept too)."""
+        entries = {a.strip().casefold() for a in self.allowed}
+        for value in values:
+            v = value.strip()
+            if not v:
+                continue
+            if v.casefold() in entries:
+                continue
+            if any(_compiled(p).fullmatch(v) for p in self.patterns):
+                continue
+            return False
+        return True
+
+
+Override = str | SiteAction
+"""An override: an E.1-1 code or a :class:`SiteAction`."""
 
 
 class Decision(NamedTuple):
@@ -86,7 +147,8 @@ class Decision(NamedTuple):
 
     op: str
     audit: str  # e.g. "E.1-1 X", "E.1-1 X/Z/D -> D (Type 1)", "unlisted text: empty"
-    fallback: Decision | None = None  # for DESCRIPTOR: used when no safe value is given
+    fallback: Decision | None = None  # for DESCRIPTOR and VOCAB: the decision otherwise
+    arg: SiteAction | None = None  # for REPLACE, HASH and VOCAB: the site action
 
 
 @dataclass(frozen=True)
@@ -162,12 +224,16 @@ class Profile:
     """The de-identification profile for one set of options (see module docstring)."""
 
     options: DeidOptions = field(default_factory=DeidOptions)
-    overrides: Mapping[int, str] = field(default_factory=dict)
-    private_overrides: Mapping[tuple[str, int, int], str] = field(default_factory=dict)
+    overrides: Mapping[int, Override] = field(default_factory=dict)
+    private_overrides: Mapping[tuple[str, int, int], Override] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for code in list(self.overrides.values()) + list(self.private_overrides.values()):
-            if code not in CODES:
+            if isinstance(code, SiteAction):
+                if code.kind not in (REPLACE, HASH, VOCAB):
+                    raise ValueError(f"site action must be replace, hash or vocabulary, not "
+                                     f"{code.kind!r}")
+            elif code not in CODES:
                 raise ValueError(f"override action must be one of {sorted(CODES)}, not {code!r}")
         self.columns = self.options.option_columns()
         self._rows: dict[int, tables.E1Row] = {}
@@ -247,7 +313,7 @@ class Profile:
     # -- resolution -----------------------------------------------------------------
     def _decide(self, tag: int, vr: str, enhanced: bool) -> Decision:
         if tag in self.overrides:
-            return self._apply_code(self.overrides[tag], tag, vr, enhanced, "override")
+            return self._override(self.overrides[tag], tag, vr, enhanced, self.row(tag))
         if tag in (PATIENT_NAME, PATIENT_ID):
             return Decision(LABEL, "replaced by the participant label (D)")
         if (tag & 0xFFFF) == 0 or (tag >> 16) in (0x0000, 0x0002):
@@ -264,6 +330,21 @@ class Profile:
         if (tag >> 16) & 0xFF00 == 0x5000:
             return Decision(REMOVE, "curve group removed (E.1-1 50XX X)")
         return self._unlisted(tag, vr)
+
+    def _override(self, action: Override, tag: int, vr: str, enhanced: bool,
+                  row: tables.E1Row | None) -> Decision:
+        """The decision of a site rule (an E.1-1 code or a :class:`SiteAction`)."""
+        if isinstance(action, str):
+            return self._apply_code(action, tag, vr, enhanced, f"site rule {action}", row)
+        if vr not in _ACTION_VRS[action.kind]:
+            return Decision(REMOVE, f"site rule {action.kind} on VR {vr}: removed")
+        if action.kind == REPLACE:
+            return Decision(REPLACE, "site rule: fixed value", arg=action)
+        if action.kind == HASH:
+            return Decision(HASH, "site rule: keyed hash", arg=action)
+        clean = self._apply_code("C", tag, vr, enhanced, "site rule: not on the vocabulary, C",
+                                 row)
+        return Decision(VOCAB, "site rule: on the vocabulary, kept", clean, action)
 
     def _code_for_row(self, row: tables.E1Row, tag: int, vr: str,
                       enhanced: bool) -> tuple[str, str]:
@@ -360,8 +441,8 @@ class Profile:
             safe = self.safe_private.get(key) or tables.e3_10_1().get(key)
             pvr = normalise_vr(vr if vr and vr != "UN" else (safe.vr.split("/")[0] if safe
                                                              and safe.vr else "UN"))
-            return self._apply_code(self.private_overrides[key], (group << 16) | offset, pvr,
-                                    False, "override")
+            return self._override(self.private_overrides[key], (group << 16) | offset, pvr,
+                                  False, None)
         safe = self.safe_private.get(key)
         if safe is None:
             return Decision(REMOVE, "private: removed (E.1-1 X)")

@@ -249,6 +249,10 @@ class RawEngine:
                                                   b"", implicit)))
             return end
         end = vpos + length
+        if op == P.VOCAB:
+            d = self.deid.vocabulary(d, decode_text(self.buf[vpos:end]),
+                                      prefix + self._name(tag))
+            op = d.op
         if op == P.KEEP_TEXT:
             self.deid.report.kept_text.update(decode_text(self.buf[vpos:end]))
             op = P.KEEP
@@ -297,6 +301,11 @@ class RawEngine:
             return encode_text(cleaner.uids(decode_text(self.buf[vpos:end])), "UI")
         if op == P.LABEL:
             return encode_text([self.deid.patient_label], vr)
+        if op == P.REPLACE:
+            assert d.arg is not None
+            return encode_text([cleaner.replacement(d.arg.value, vr)], vr)
+        if op == P.HASH:
+            return encode_text(cleaner.hashed(decode_text(self.buf[vpos:end]), vr), vr)
         if op == P.AGE:
             return encode_text([cap_age(v) for v in decode_text(self.buf[vpos:end])],
                                "AS")
@@ -326,6 +335,9 @@ class RawEngine:
         creator = self._creator_text(lv.out[cpos][1], implicit)
         pvr = vr if vr not in (None, "UN") else None
         d = self.profile.decide_private(creator, group, elem & 0xFF, pvr)
+        if d.op == P.VOCAB and length != UNDEF:
+            d = self.deid.vocabulary(d, decode_text(self.buf[vpos:end]),
+                                      prefix + private_name(group, elem))
         if d.op == P.REMOVE:
             self.deid.report.touch(prefix + private_name(group, elem), d)
             return end

@@ -127,6 +127,15 @@ class ValueCleaner:
         except (ValueError, OverflowError):
             return None
 
+    # -- site rules ---------------------------------------------------------------------
+    @staticmethod
+    def replacement(value: str, vr: str) -> str:
+        """A site rule's fixed value, fitted to the VR (code strings upper-case)."""
+        return fit(value.upper() if vr == "CS" else value, vr)
+
+    def hashed(self, values: Iterable[str], vr: str) -> list[str]:
+        return hashed(self.key, values, vr)
+
     # -- dummies ------------------------------------------------------------------------
     @staticmethod
     def dummy_text(vr: str) -> str | None:
@@ -136,6 +145,19 @@ class ValueCleaner:
     @staticmethod
     def dummy_binary(vr: str) -> bytes:
         return b"\x00" * BINARY_WIDTH.get(vr, 2)
+
+
+def hashed(key: ProjectKey, values: Iterable[str], vr: str) -> list[str]:
+    """Each value replaced by a keyed token of it (a site rule's ``hash``; empty values
+    stay empty): equal values stay equal, in DICOM and sidecars alike, and without the
+    key nothing can be reversed. Hexadecimal, 16 characters, upper-case for CS/AE."""
+    width = min(16, MAX_LEN.get(vr, 64))
+    out = []
+    for v in values:
+        v = v.strip()
+        token = key.token("site-rule-hash", v, width) if v else ""
+        out.append(token.upper() if vr in ("CS", "AE") else token)
+    return out
 
 
 def fit(value: str, vr: str) -> str:
