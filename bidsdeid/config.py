@@ -37,6 +37,20 @@ class DeidOptions:
     # DeidentificationMethod; None without --rules
     site_rules: str | None = None
 
+    def kept_identifier_kinds(self) -> list[str]:
+        """Identifier kinds the user chose to keep (the retain options): the self-check
+        and the leak scans do not count them as leaks."""
+        kinds = []
+        if self.retain_longitudinal == "full":
+            kinds.append("date")
+        if self.retain_uids:
+            kinds.append("uid")
+        if self.retain_device_identity:
+            kinds.append("device")
+        if self.retain_institution_identity:
+            kinds.append("institution")
+        return kinds
+
     def option_columns(self) -> list[str]:
         """The Table E.1-1 option columns in force, in the order they are applied."""
         cols = []

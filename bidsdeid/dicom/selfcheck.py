@@ -32,7 +32,6 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from bidsdeid.config import DeidOptions
 from bidsdeid.dicom.values import is_public_uid
 from bidsdeid.errors import LeakError
 
@@ -46,20 +45,6 @@ class Hit:
     kind: str
     source: str
     text: bytes = b""  # lower-case token (never shown in messages)
-
-
-def skipped_kinds(options: DeidOptions) -> set[str]:
-    """Identifier kinds an option keeps on purpose."""
-    skip = set()
-    if options.retain_longitudinal == "full":
-        skip.add("date")
-    if options.retain_uids:
-        skip.add("uid")
-    if options.retain_institution_identity:
-        skip.add("institution")
-    if options.retain_device_identity:
-        skip.add("device")
-    return skip
 
 
 def _maskable(value: str) -> bool:

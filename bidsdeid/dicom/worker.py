@@ -24,7 +24,7 @@ from bidsdeid.config import DeidOptions
 from bidsdeid.dicom.deidentify import Deidentifier, FileReport
 from bidsdeid.dicom.profile import Profile
 from bidsdeid.dicom.quarantine import quarantine_reason
-from bidsdeid.dicom.selfcheck import LeakChecker, skipped_kinds
+from bidsdeid.dicom.selfcheck import LeakChecker
 from bidsdeid.dicom.writer import FileDeidentifier
 from bidsdeid.errors import BidsdeidError, LeakError
 from bidsdeid.privacy.keys import DateOffset, ProjectKey
@@ -77,7 +77,7 @@ def build(settings: WorkerSettings) -> FileDeidentifier:
     checker = None
     if settings.self_check:
         checker = LeakChecker(settings.tokens, allowed=[settings.label, *settings.allowed],
-                              skip_kinds=skipped_kinds(settings.options),
+                              skip_kinds=set(settings.options.kept_identifier_kinds()),
                               kept_on_purpose=profile.keeps)
     return FileDeidentifier(deid, checker, refuse=refuse_by_flags)
 

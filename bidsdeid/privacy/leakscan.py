@@ -435,17 +435,7 @@ def _dedupe(hits: list[Hit]) -> list[Hit]:
 def skipped_kinds(config: object) -> list[str]:
     """Identifier kinds the user chose to keep (Annex E retain options)."""
     deid = getattr(config, "deid", None)
-    kinds = []
-    if deid is not None:
-        if deid.retain_longitudinal == "full":
-            kinds.append("date")
-        if deid.retain_uids:
-            kinds.append("uid")
-        if deid.retain_device_identity:
-            kinds.append("device")
-        if deid.retain_institution_identity:
-            kinds.append("institution")
-    return kinds
+    return deid.kept_identifier_kinds() if deid is not None else []
 
 
 def write_audit(path: Path, hits: list[Hit], scanned_files: int) -> None:
