@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +144,25 @@ def _prune_empty(config: RunConfig, output_label: str) -> None:
                 os.rmdir(dirpath)  # only succeeds when empty
 
 
+_SESSION = re.compile(r"(?:^|[/_])ses-([A-Za-z0-9]+)(?=[/_.])")
+
+
+def _other_sessions(ctx: ParticipantContext, previous: dict[str, Any],
+                    published: dict[str, Any]) -> dict[str, Any]:
+    """With ``--session-label``: the files of the earlier publication that belong to
+    sessions this run did not select (they are still published and stay so)."""
+    if not ctx.config.session_label:
+        return {}
+    selected = {out for inp, out in ctx.session_map.items() if inp is not None}
+    kept = {}
+    for rel, entry in previous.get("files", {}).items():
+        found = _SESSION.search(rel)
+        if (rel not in published and found and found.group(1) not in selected
+                and (ctx.config.output_dir / rel).is_file()):
+            kept[rel] = entry
+    return kept
+
+
 def run(ctx: ParticipantContext) -> None:
     """Publish ``ctx.staging`` into OUTPUT_DIR and mark the participant complete."""
     config = ctx.config
@@ -165,6 +185,8 @@ def run(ctx: ParticipantContext) -> None:
         raise CannotCreateOutput(f"cannot write to {config.output_dir}: "
                                  f"{exc.strerror or exc}") from exc
     if previous:  # files of an earlier publication that this one no longer has
+        for rel, entry in _other_sessions(ctx, previous, published).items():
+            published[rel] = entry  # --session-label: the sessions not run stay
         for rel in set(previous.get("files", {})) - set(published):
             with contextlib.suppress(FileNotFoundError):
                 (config.output_dir / rel).unlink()

@@ -79,6 +79,23 @@ def write_scans(ctx: ParticipantContext) -> None:
         staging.stage_text(ctx, prefix + name, _tsv(header, rows))
 
 
+def _published_session_rows(ctx: ParticipantContext, header: list[str],
+                            sessions: set[str]) -> list[list[str]]:
+    """With ``--session-label``: the rows of the already published sessions.tsv for the
+    sessions this run does not redo, so a run of one session keeps the others."""
+    if not ctx.config.session_label:
+        return []
+    path = ctx.config.output_dir / ctx.sub / f"{ctx.sub}_sessions.tsv"
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+    if not lines or lines[0].split("\t") != header:
+        return []
+    rows = [line.split("\t") for line in lines[1:] if line]
+    return [r for r in rows if len(r) == len(header) and r[0][4:] not in sessions]
+
+
 def write_sessions(ctx: ParticipantContext) -> None:
     sessions: dict[str, dt.datetime | None] = {}
     for im in ctx.images:
@@ -92,12 +109,13 @@ def write_sessions(ctx: ParticipantContext) -> None:
     if not sessions:
         return
     header = ["session_id"] + (["acq_time"] if _with_times(ctx) else [])
-    rows = []
-    for ses in sorted(sessions):
+    rows = _published_session_rows(ctx, header, set(sessions))
+    for ses in sessions:
         row = [f"ses-{ses}"]
         if _with_times(ctx):
             row.append(acq_time_text(ctx, sessions[ses]))
         rows.append(row)
+    rows.sort(key=lambda r: r[0])
     staging.stage_text(ctx, f"{ctx.sub}/{ctx.sub}_sessions.tsv", _tsv(header, rows))
 
 
