@@ -185,9 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--retain-safe-private", action="store_true",
                    help="keep the safe private attributes of PS3.15 Table E.3.10-1")
     g.add_argument("--clean-structured-content", action="store_true",
-                   help="Clean Structured Content option (SR objects are quarantined "
-                        "unless this is implemented)")
-    g.add_argument("--clean-graphics", action="store_true", help="Clean Graphics option")
+                   help="Clean Structured Content option: NOT IMPLEMENTED (exits 64); "
+                        "SR and other structured objects are quarantined, never shared")
+    g.add_argument("--clean-graphics", action="store_true",
+                   help="Clean Graphics option: NOT IMPLEMENTED (exits 64); overlays "
+                        "and graphic annotations are removed (Basic Profile)")
     g.add_argument("--rules", dest="rules_file", type=_existing_file, metavar="FILE",
                    help="site rules file (YAML/JSON) overriding the profile per attribute, "
                         "with allowed vocabularies for descriptions")
