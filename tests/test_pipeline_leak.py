@@ -40,8 +40,8 @@ def test_scrubber_letting_institution_through_is_caught(ge_study: Path, tmp_path
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     real_scrub = sidecar.scrub
 
-    def leaky(raw: dict[str, Any], find: Any, deid: Any = None) -> sidecar.Scrubbed:
-        result = real_scrub(raw, find, deid)
+    def leaky(raw: dict[str, Any], *args: Any, **kwargs: Any) -> sidecar.Scrubbed:
+        result = real_scrub(raw, *args, **kwargs)
         if "InstitutionName" in raw:
             result.kept["InstitutionName"] = raw["InstitutionName"]  # the bug we simulate
         return result

@@ -98,7 +98,10 @@ def test_receive_deidentify_send_round_trip(shared_data: Path, tmp_path: Path) -
         run_cli(*args, check=0)
         published = sorted((out / "sourcedata").rglob("*.dcm"))
         arrived = sorted(p for p in archive.iterdir() if p.is_file())
-        assert len(arrived) == len(published) > 150  # the SR report is quarantined, not sent
+        assert len(published) > 150  # the SR report is quarantined, not sent
+        # a send retried after a lost acknowledgement (a loaded machine) may store an
+        # instance twice under storescp's unique names: at least once, never missing
+        assert len(arrived) >= len(published)
         pub_by_sop, arr_by_sop = _by_sop(published), _by_sop(arrived)
         assert sorted(pub_by_sop) == sorted(arr_by_sop)
         for sop, p in pub_by_sop.items():  # the dataset byte for byte; the file meta is

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import traceback
@@ -194,10 +195,16 @@ def confined_writes(config: RunConfig) -> Iterator[None]:
     matplotlibrc from changing the QC renders. Entered before anything imports
     matplotlib; the previous settings come back on exit (in-process callers, tests).
     """
-    tmp, mpl = config.work_dir / "tmp", config.work_dir / "mplconfig"
+    # a dry run and an inventory create no work dir: a scratch dir in the private dir,
+    # removed on exit, takes its place
+    scratch = None
+    if config.dry_run or config.inventory_only:
+        scratch = config.private_dir / f".scratch-{config.run_id}"
+    base = scratch or config.work_dir
+    tmp, mpl = base / "tmp", base / "mplconfig"
     try:
         for place in (tmp, mpl):
-            place.mkdir(mode=0o700, exist_ok=True)
+            place.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
         raise CannotCreateOutput(f"cannot create {exc.filename or tmp}: "
                                  f"{exc.strerror or exc}") from exc
@@ -215,6 +222,8 @@ def confined_writes(config: RunConfig) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
