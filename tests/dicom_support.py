@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pydicom
@@ -15,7 +15,7 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
 from bidsdeid.bids.stage import load_inputs
-from bidsdeid.config import DeidOptions, RunConfig
+from bidsdeid.config import DefaceOptions, DeidOptions, RunConfig
 from bidsdeid.context import ParticipantContext
 from bidsdeid.dicom import stage as dicom_stage
 from bidsdeid.dicom import tables
@@ -61,15 +61,30 @@ def copy_set(shared: Path, name: str, dest: Path, per_series: int | None = None)
 
 def stage_dicom(bids_dir: Path, root: Path, label: str, *, options: DeidOptions | None = None,
                 nprocs: int = 1, key: ProjectKey = KEY,
-                series_names: dict[str, str] | None = None) -> ParticipantContext:
-    """Stage 1 (load inputs) and the --dicom-out stage, as the pipeline runs them."""
+                series_names: dict[str, str] | None = None,
+                prepare: Callable[[ParticipantContext], None] | None = None,
+                deface: DefaceOptions | None = None) -> ParticipantContext:
+    """Stage 1 (load inputs) and the --dicom-out stage, as the pipeline runs them.
+
+    The convert and deface stages do not run: every series counts as converted to a
+    non-anatomical image (``ctx.results["series_outputs"]``), so its pixels are kept;
+    ``prepare(ctx)`` runs before the DICOM stage and may say otherwise (anatomical
+    images and their :class:`DefaceResult`, as the deface stage records them).
+    """
     cfg = RunConfig(bids_dir=bids_dir, output_dir=root / "out", analysis_level="participant",
                     private_dir=root / "private", work_dir=root / "work", nprocs=nprocs,
-                    dicom_out=True, deid=options or DeidOptions())
+                    dicom_out=True, deid=options or DeidOptions(),
+                    deface=deface or DefaceOptions())
     ctx = make_context(cfg, key, label, NULL_PROGRESS)
     load_inputs(ctx)
     if series_names:
         ctx.results["series_names"] = series_names
+    assert ctx.dicom is not None
+    ctx.results["series_outputs"] = {
+        s.series_uid: [f"sub-{label}/func/sub-{label}_task-s{i}_bold.nii.gz"]
+        for i, s in enumerate(ctx.dicom.series)}
+    if prepare is not None:
+        prepare(ctx)
     dicom_stage.run(ctx)
     return ctx
 
