@@ -19,6 +19,7 @@ Only one frame is in memory at a time, whatever the file size.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -70,7 +71,7 @@ class PixelPlan:
         fmt = self.face.fmt
         if self.decoded:
             n = 0
-            for k, frame in enumerate(iter_pixels(self.src)):
+            for k, frame in enumerate(_decoded_frames(self.src)):
                 if k >= fmt.frames:
                     raise PixelRefused("the decoder gave more frames than NumberOfFrames")
                 arr = np.ascontiguousarray(frame).reshape(-1)
@@ -91,6 +92,20 @@ class PixelPlan:
                 raise PixelRefused("the source file shrank while it was being copied")
             out.write(block)
             rest -= len(block)
+
+
+def _decoded_frames(src: Path) -> Iterator[np.ndarray]:
+    """The frames of ``src`` as pydicom decodes them, one at a time (stored values)."""
+    frames = iter_pixels(src, raw=True)
+    while True:
+        try:
+            frame = next(frames)
+        except StopIteration:
+            return
+        except Exception as exc:  # noqa: BLE001 - any decoder failure: refuse, never guess
+            raise PixelRefused(f"the compressed pixel data could not be decoded "
+                               f"({type(exc).__name__})") from exc
+        yield frame
 
 
 def plan(src: Path, fh: IO[bytes], rng: Range, implicit: bool, transfer_syntax: str,

@@ -200,7 +200,11 @@ def _deface_dataset(ds: Dataset, face: FileFace, tag: int, compressed: bool,
     """Deface the (in-memory) pixel data of ``ds``; compressed data is decoded first."""
     if compressed:
         report.decoded_from = UID(str(ds.file_meta.TransferSyntaxUID)).name
-        ds.decompress(as_rgb=False, generate_instance_uid=False)
+        try:
+            ds.decompress(as_rgb=False, generate_instance_uid=False)
+        except Exception as exc:  # noqa: BLE001 - any decoder failure: refuse, never guess
+            raise PixelRefused(f"the compressed pixel data could not be decoded "
+                               f"({type(exc).__name__})") from exc
         for t in pixelstream.EXTENDED_OFFSET_TAGS:
             if t in ds:
                 del ds[t]
