@@ -19,7 +19,6 @@ from bidsdeid.dicom.pixels import (
     FLOAT_PIXEL_DATA,
     PIXEL_DATA,
     FileFace,
-    PixelFormat,
     PixelRefused,
     frames_of,
     pixel_format,
@@ -210,3 +209,115 @@ def test_prepared_face_round_trips_with_refaced_values(tmp_path: Path) -> None:
     assert facemask.load(spec) is face  # cached per worker
     zero = facemask.prepare([result, result], tmp_path / "two.npz", "reface")
     assert not facemask.load(zero).refaces  # two images: zeros, reported by the stage
+
+
+@pytest.mark.parametrize("case", ["aligned", "flipped", "offset", "oblique", "outside",
+                                  "refaced"])
+def test_block_shortcuts_give_the_per_pixel_answer(case: str) -> None:
+    """sample_block (bounding-box skip, slicing on aligned grids) == sample per pixel."""
+    rng = np.random.default_rng(7)
+    removed = np.zeros((12, 10, 8), bool)
+    removed[3:9, 6:, :4] = True
+    removed[rng.random(removed.shape) < 0.05] = True
+    affine = np.diag([1.5, 1.5, 2.0, 1.0])
+    affine[:3, 3] = [-9.0, -7.5, -8.0]
+    src = MaskSource(removed, np.linalg.inv(affine))
+    if case == "refaced":
+        src.refaced_index = np.flatnonzero(removed)
+        src.refaced_stored = rng.integers(0, 500, src.refaced_index.size).astype(float)
+    face = SeriesFace([src], "reface" if case == "refaced" else "zero")
+    # a frame on the grid: columns along voxel y, rows along voxel z (slice x = 5)
+    origin = affine[:3, :3] @ [5, 0, 0] + affine[:3, 3]
+    per_row, per_col = affine[:3, 2].copy(), affine[:3, 1].copy()
+    rows, cols = 8, 10
+    if case == "flipped":
+        origin = affine[:3, :3] @ [5, 9, 7] + affine[:3, 3]
+        per_row, per_col = -per_row, -per_col
+    elif case == "offset":
+        origin = origin + [0.4, 0.3, 0.0]
+    elif case == "oblique":
+        c, s = np.cos(0.2), np.sin(0.2)
+        rot = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]])
+        per_row, per_col = rot @ per_row, rot @ per_col
+    elif case == "outside":
+        origin = origin + [0.0, -6.0, 0.0]
+    r = np.arange(rows, dtype=float)[None, :, None]
+    cc = np.arange(cols, dtype=float)[None, None, :]
+    pts = (origin[:, None, None] + per_row[:, None, None] * r
+           + per_col[:, None, None] * cc).reshape(3, -1)
+    slow = face.sample(pts)
+    fast = face.sample_block(origin, per_row, per_col, rows, cols)
+    assert np.array_equal(fast.removed, slow.removed)
+    assert np.array_equal(fast.inside, slow.inside)
+    assert fast.removed.any()
+    if case == "outside":
+        assert not fast.inside.all()
+    if case == "refaced":
+        assert fast.values is not None and slow.values is not None
+        assert np.array_equal(np.nan_to_num(fast.values, nan=-1),
+                              np.nan_to_num(slow.values, nan=-1))
+
+
+def test_block_box_skip_respects_clipping_at_the_grid_edge() -> None:
+    """A frame just outside the grid (within MARGIN) reads the edge voxels; a removed
+    edge voxel must not be skipped by the bounding-box shortcut."""
+    removed = np.zeros((6, 8, 8), bool)
+    removed[0, 2:5, 2:5] = True
+    src = MaskSource(removed, np.eye(4))
+    face = SeriesFace([src], "zero")
+    origin = np.array([-1.2, 0.0, 0.0])  # 1.2 voxels before x = 0, inside MARGIN
+    per_row, per_col = np.array([0.0, 0.0, 1.0]), np.array([0.0, 1.0, 0.0])
+    r = np.arange(8, dtype=float)[None, :, None]
+    cc = np.arange(8, dtype=float)[None, None, :]
+    pts = (origin[:, None, None] + per_row[:, None, None] * r
+           + per_col[:, None, None] * cc).reshape(3, -1)
+    slow = face.sample(pts)
+    fast = face.sample_block(origin, per_row, per_col, 8, 8)
+    assert slow.removed.any() and slow.inside.all()
+    assert np.array_equal(fast.removed, slow.removed)
+    assert np.array_equal(fast.inside, slow.inside)
+
+
+@pytest.mark.needs_shared
+@pytest.mark.parametrize("source", ["xa30-enhanced", "philips-classic", "ge-classic"])
+@pytest.mark.parametrize("encoding", ["original", "implicit", "defined-lengths"])
+def test_geometry_from_bytes_equals_pydicom(shared_data: Path, tmp_path: Path, source: str,
+                                           encoding: str) -> None:
+    """read_layout (a walk over the encoded bytes) finds what pydicom finds, whatever
+    the VR encoding and sequence length style."""
+    import pydicom
+    from pydicom.uid import ImplicitVRLittleEndian
+
+    from bidsdeid.dicom.geometry import read_layout
+
+    path = {
+        "xa30-enhanced": next((shared_data / "dicom/siemens_xa30_enhanced/5_anat-T1w_acq-tfl")
+                              .glob("*")),
+        "philips-classic": shared_data / "dicom/philips_elition_r571/1301_0050.dcm",
+        "ge-classic": shared_data
+        / "dicom/ge_mr750_fmri/axial_epi_fmri_interleaved_i_to_s-00001.dcm",
+    }[source]
+    ds = pydicom.dcmread(path)
+    if encoding != "original":
+        out = tmp_path / "f.dcm"
+        if encoding == "implicit":
+            ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+        else:  # pydicom writes sequences with defined lengths when told the items' sizes
+            for elem in ds.iterall():
+                if elem.VR == "SQ":
+                    elem.is_undefined_length = False
+                    for item in elem.value:
+                        item.is_undefined_length_sequence_item = False
+        ds.save_as(out, enforce_file_format=True)
+        path = out
+        ds = pydicom.dcmread(path)
+    raw = path.read_bytes()
+    layout = read_layout(raw, ds.file_meta.TransferSyntaxUID.is_implicit_VR)
+    fmt = pixel_format(ds, PIXEL_DATA)
+    assert layout.fmt == fmt and layout.pixel_tag == PIXEL_DATA
+    want = list(frames_of(ds, fmt.frames))
+    assert len(layout.frames) == len(want) == int(ds.get("NumberOfFrames", 1))
+    for a, b in zip(layout.frames, want):
+        assert np.allclose(a.origin, b.origin) and np.allclose(a.per_row, b.per_row)
+        assert np.allclose(a.per_column, b.per_column)
+        assert (a.slope, a.intercept) == (b.slope, b.intercept)

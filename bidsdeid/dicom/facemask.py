@@ -26,6 +26,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -59,9 +60,36 @@ class MaskSource:
     slope: float = 1.0
     inter: float = 0.0
 
+    def __post_init__(self) -> None:
+        # bounding box of the removed voxels (None: nothing removed), to skip frames fast
+        self.box: tuple[np.ndarray, np.ndarray] | None = None
+        if self.removed.any():
+            lo, hi = [], []
+            for axis in range(3):
+                others = tuple(a for a in range(3) if a != axis)
+                hits = np.flatnonzero(self.removed.any(axis=others))
+                lo.append(hits[0])
+                hi.append(hits[-1])
+            self.box = (np.array(lo, float), np.array(hi, float))
+
     @property
     def fraction(self) -> float:
         return float(self.removed.mean()) if self.removed.size else 0.0
+
+    def lookup(self, idx: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+        return self.removed[idx]
+
+    def refaced(self, idx: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+        """Refaced stored values at voxels ``idx`` (NaN where the voxel was kept)."""
+        assert self.refaced_index is not None and self.refaced_stored is not None
+        flat = np.ravel_multi_index(idx, self.removed.shape).reshape(-1)
+        values = np.full(flat.size, np.nan)
+        if self.refaced_index.size:
+            pos = np.minimum(np.searchsorted(self.refaced_index, flat),
+                             self.refaced_index.size - 1)
+            match = self.refaced_index[pos] == flat
+            values[match] = self.refaced_stored[pos[match]]
+        return values
 
 
 @dataclass
@@ -97,6 +125,7 @@ class SeriesFace:
                     and np.isclose(intercept, src.inter, rtol=1e-5, atol=1e-6))
 
     def sample(self, ras: np.ndarray) -> Sample:
+        """Whether each RAS point (3, N) was removed (see the module docstring)."""
         n = ras.shape[1]
         removed = np.zeros(n, dtype=bool)
         inside = np.zeros(n, dtype=bool)
@@ -115,25 +144,72 @@ class SeriesFace:
             hit = np.zeros(n, dtype=bool)
             for pick in itertools.product((0, 1), repeat=3):
                 idx = [near_i[a] if p == 0 else other_i[a] for a, p in enumerate(pick)]
-                hit |= src.removed[idx[0], idx[1], idx[2]]
+                hit |= src.lookup((idx[0], idx[1], idx[2]))
             removed |= hit & within
-            if self.refaces and src.refaced_index is not None:
-                assert src.refaced_stored is not None
-                flat = np.ravel_multi_index((near_i[0], near_i[1], near_i[2]),
-                                            src.removed.shape)
-                pos = np.searchsorted(src.refaced_index, flat)
-                pos = np.minimum(pos, max(src.refaced_index.size - 1, 0))
-                found = src.refaced_index.size > 0
-                match = (src.refaced_index[pos] == flat) if found else np.zeros(n, bool)
-                values = np.full(n, np.nan)
-                values[match] = src.refaced_stored[pos[match]]
+            if self.refaces:
+                values = src.refaced((near_i[0], near_i[1], near_i[2]))
+        return Sample(removed, inside, values)
+
+    def sample_block(self, origin: np.ndarray, per_row: np.ndarray, per_column: np.ndarray,
+                     rows: int, columns: int) -> Sample:
+        """:meth:`sample` for the pixel centres ``origin + r * per_row + c * per_column``
+        (RAS; r < rows, c < columns, row-major), with two shortcuts that give the same
+        answer: a block whose corners all lie inside an image and whose bounding box
+        misses that image's removed voxels loses nothing to it; a block whose pixel
+        centres all sit on voxel centres (within ALIGNED, the usual case: the image is
+        the series' own grid) reads the mask by slicing."""
+        n = rows * columns
+        general = []
+        removed = np.zeros(n, dtype=bool)
+        values = None
+        any_inside = False  # every pixel lies inside one of the images
+        for src in self.sources:
+            m, t = src.ras_to_voxel[:3, :3], src.ras_to_voxel[:3, 3]
+            o, dr, dc = m @ origin + t, m @ per_row, m @ per_column
+            corners = o[:, None] + dr[:, None] * [0, 0, rows - 1, rows - 1] + \
+                dc[:, None] * [0, columns - 1, 0, columns - 1]
+            shape = np.array(src.removed.shape, float)[:, None]
+            if not np.all((corners > -0.5 - MARGIN) & (corners < shape - 0.5 + MARGIN)):
+                general.append(src)  # partly outside: per pixel
+                continue
+            any_inside = True
+            # indices are clipped to the grid, so compare the clipped extent with the box
+            top = np.clip(corners.max(axis=1), 0, shape[:, 0] - 1)
+            bottom = np.clip(corners.min(axis=1), 0, shape[:, 0] - 1)
+            if src.box is None or np.any(top < src.box[0] - 1) or \
+                    np.any(bottom > src.box[1] + 1):
+                continue
+            ro, rr, rc = np.rint(o), np.rint(dr), np.rint(dc)
+            error = np.abs(o - ro) + np.abs(dr - rr) * (rows - 1) + np.abs(dc - rc) * (columns - 1)
+            if np.any(error > ALIGNED):
+                general.append(src)
+                continue
+            r = np.arange(rows)[:, None]
+            c = np.arange(columns)[None, :]
+            idx = tuple(np.broadcast_to(np.clip(ro[a] + rr[a] * r + rc[a] * c, 0,
+                                                src.removed.shape[a] - 1).astype(np.intp),
+                                        (rows, columns)) for a in range(3))
+            removed |= src.lookup(idx).reshape(-1)  # type: ignore[arg-type]
+            if self.refaces:
+                values = src.refaced(idx)  # type: ignore[arg-type]
+        inside = np.full(n, any_inside)
+        if general:
+            rr_ = np.arange(rows, dtype=np.float64)[None, :, None]
+            cc_ = np.arange(columns, dtype=np.float64)[None, None, :]
+            pts = (origin[:, None, None] + per_row[:, None, None] * rr_
+                   + per_column[:, None, None] * cc_).reshape(3, -1)
+            rest = SeriesFace(general, self.method).sample(pts)
+            removed |= rest.removed
+            inside |= rest.inside
+            if rest.values is not None:
+                values = rest.values
         return Sample(removed, inside, values)
 
 
 # -- preparing (stage) and loading (worker) ------------------------------------------------
 def prepare(results: list[DefaceResult], dest: Path, method: str) -> FaceSpec:
     """Write the removed regions of ``results`` (one series' defaced images) to ``dest``."""
-    arrays: dict[str, np.ndarray] = {}
+    arrays: dict[str, Any] = {}  # name -> array (np.savez keywords)
     fraction = 0.0
     reface = method == "reface" and len(results) == 1
     for i, res in enumerate(results):
@@ -155,8 +231,9 @@ def prepare(results: list[DefaceResult], dest: Path, method: str) -> FaceSpec:
                 arrays[f"rscale{i}"] = np.array([nifti.slope, nifti.inter])
                 del stored
     dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    arrays["n"] = np.array(len(results))
     with open(dest, "wb") as fh:
-        np.savez(fh, n=np.array(len(results)), **arrays)
+        np.savez(fh, **arrays)
     return FaceSpec(dest, method, fraction)
 
 

@@ -119,25 +119,31 @@ def _floats(value: Any, n: int, what: str) -> np.ndarray:
     return arr
 
 
-def _scaling(item: Dataset | None) -> tuple[float, float]:
-    if item is None:
-        return 1.0, 0.0
-    slope = item.get("RescaleSlope")
-    inter = item.get("RescaleIntercept")
-    s = float(slope) if slope not in (None, "") else 1.0
-    i = float(inter) if inter not in (None, "") else 0.0
-    if not np.isfinite(s) or s == 0 or not np.isfinite(i):
-        raise PixelRefused("RescaleSlope/RescaleIntercept is not usable")
-    return s, i
+def _scale_value(value: Any, default: float) -> float:
+    if value is None or value == "" or (isinstance(value, list | MultiValue) and not value):
+        return default
+    if isinstance(value, list | MultiValue):
+        value = value[0]
+    try:
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        raise PixelRefused("RescaleSlope/RescaleIntercept is not numeric") from exc
 
 
-def _frame(position: Any, orientation: Any, spacing: Any, scaling: tuple[float, float],
-           where: str) -> Frame:
+def frame_from_values(values: dict[str, Any], where: str) -> Frame:
+    """A :class:`Frame` from the attribute values of one frame (keyword -> value)."""
+    position = values.get("ImagePositionPatient")
+    orientation = values.get("ImageOrientationPatient")
+    spacing = values.get("PixelSpacing")
     if position is None or orientation is None or spacing is None:
         raise PixelRefused(f"{where} has no plane position, orientation or pixel spacing")
     ipp = _floats(position, 3, "ImagePositionPatient")
     iop = _floats(orientation, 6, "ImageOrientationPatient")
     ps = _floats(spacing, 2, "PixelSpacing")
+    slope = _scale_value(values.get("RescaleSlope"), 1.0)
+    inter = _scale_value(values.get("RescaleIntercept"), 0.0)
+    if not np.isfinite(slope) or slope == 0 or not np.isfinite(inter):
+        raise PixelRefused("RescaleSlope/RescaleIntercept is not usable")
     row_dir, col_dir = iop[:3], iop[3:]
     if abs(np.linalg.norm(row_dir) - 1) > 0.01 or abs(np.linalg.norm(col_dir) - 1) > 0.01 \
             or abs(float(row_dir @ col_dir)) > 0.01 or np.any(ps <= 0):
@@ -145,7 +151,19 @@ def _frame(position: Any, orientation: Any, spacing: Any, scaling: tuple[float, 
     # PixelSpacing is (between rows, between columns); ImageOrientationPatient[0:3] is
     # the direction in which the column index grows
     return Frame(LPS_TO_RAS @ ipp, LPS_TO_RAS @ (row_dir * ps[1]),
-                 LPS_TO_RAS @ (col_dir * ps[0]), *scaling)
+                 LPS_TO_RAS @ (col_dir * ps[0]), slope, inter)
+
+
+_FRAME_KEYWORDS = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing",
+                   "RescaleSlope", "RescaleIntercept")
+
+
+def _values(*items: Dataset | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        if item is not None:
+            out.update({k: item.get(k) for k in _FRAME_KEYWORDS if k in item})
+    return out
 
 
 def _first(item: Dataset | None, sequence: str) -> Dataset | None:
@@ -162,27 +180,24 @@ def _group(per_frame: Dataset | None, shared: Dataset | None, sequence: str) -> 
 
 
 def frames_of(header: Dataset, n_frames: int) -> Iterator[Frame]:
-    """The geometry of every frame of ``header`` (classic or enhanced multi-frame)."""
+    """The geometry of every frame of ``header`` (classic or enhanced multi-frame), for
+    a dataset in memory (the pydicom engine; :mod:`bidsdeid.dicom.geometry` reads the
+    same from the encoded bytes)."""
     if "PerFrameFunctionalGroupsSequence" in header:
         per = header.PerFrameFunctionalGroupsSequence
         shared_seq = header.get("SharedFunctionalGroupsSequence")
         shared = shared_seq[0] if shared_seq else None
         if len(per) != n_frames:
             raise PixelRefused("the per-frame functional groups do not match NumberOfFrames")
+        groups = ("PlanePositionSequence", "PlaneOrientationSequence", "PixelMeasuresSequence",
+                  "PixelValueTransformationSequence")
         for k, item in enumerate(per):
-            pos = _group(item, shared, "PlanePositionSequence")
-            ori = _group(item, shared, "PlaneOrientationSequence")
-            mea = _group(item, shared, "PixelMeasuresSequence")
-            yield _frame(pos.get("ImagePositionPatient") if pos else None,
-                         ori.get("ImageOrientationPatient") if ori else None,
-                         mea.get("PixelSpacing") if mea else None,
-                         _scaling(_group(item, shared, "PixelValueTransformationSequence")),
-                         f"frame {k + 1}")
+            yield frame_from_values(_values(*(_group(item, shared, g) for g in groups)),
+                                    f"frame {k + 1}")
         return
     if n_frames != 1:
         raise PixelRefused("multi-frame image without per-frame plane positions")
-    yield _frame(header.get("ImagePositionPatient"), header.get("ImageOrientationPatient"),
-                 header.get("PixelSpacing"), _scaling(header), "the image")
+    yield frame_from_values(_values(header), "the image")
 
 
 def pixel_format(header: Dataset, pixel_tag: int, big_endian: bool = False) -> PixelFormat:
@@ -245,7 +260,8 @@ class FileFace:
         step = max(1, BLOCK_PIXELS // fmt.columns)
         for first in range(0, fmt.rows, step):
             n = min(step, fmt.rows - first)
-            sample = self.face.sample(frame.points(first, n, fmt.columns))
+            sample = self.face.sample_block(frame.origin + first * frame.per_row,
+                                            frame.per_row, frame.per_column, n, fmt.columns)
             if not sample.inside.all():
                 raise PixelRefused("pixels lie outside the converted image: the DICOM and "
                                    "the image it became do not share a grid")

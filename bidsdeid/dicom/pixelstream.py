@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import IO
 
 import numpy as np
-from pydicom.dataset import Dataset
 from pydicom.pixels import get_decoder, iter_pixels
 from pydicom.uid import UID
 
 from bidsdeid.dicom.facemask import SeriesFace
+from bidsdeid.dicom.geometry import Layout
 from bidsdeid.dicom.pixels import FileFace, PixelRefused
 from bidsdeid.dicom.rawengine import LONG_VRS, UNDEF, Range
 
@@ -102,16 +102,16 @@ def _decoded_frames(src: Path) -> Iterator[np.ndarray]:
             frame = next(frames)
         except StopIteration:
             return
-        except Exception as exc:  # noqa: BLE001 - any decoder failure: refuse, never guess
+        except Exception as exc:  # any decoder failure: refuse, never guess
             raise PixelRefused(f"the compressed pixel data could not be decoded "
                                f"({type(exc).__name__})") from exc
         yield frame
 
 
 def plan(src: Path, fh: IO[bytes], rng: Range, implicit: bool, transfer_syntax: str,
-         face: SeriesFace, header: Dataset) -> PixelPlan:
-    """Plan the pixel element at ``rng`` of ``src`` (``header``: its header, read by
-    pydicom without pixels, for the geometry)."""
+         face: SeriesFace, layout: Layout) -> PixelPlan:
+    """Plan the pixel element at ``rng`` of ``src`` (``layout``: its format and frame
+    geometry, :func:`bidsdeid.dicom.geometry.read_layout`)."""
     fh.seek(rng.offset)
     head = fh.read(8)
     if len(head) != 8:
@@ -125,14 +125,16 @@ def plan(src: Path, fh: IO[bytes], rng: Range, implicit: bool, transfer_syntax: 
         length, hdr = struct.unpack("<I", extra)[0], head + extra
     else:
         length, hdr = struct.unpack("<H", head[6:8])[0], head
+    if tag != layout.pixel_tag:
+        raise PixelRefused("the pixel data element is not where the header ends")
     if length == UNDEF:  # encapsulated
         refuse_undecodable(transfer_syntax)
-        face_of = FileFace.of(face, header, tag)
+        face_of = FileFace(face, layout.fmt, layout.frames)
         total = face_of.fmt.frames * face_of.fmt.frame_bytes
         vr = b"OW" if face_of.fmt.bits_allocated > 8 else b"OB"
         new = struct.pack("<HH2sHI", group, elem, vr, 0, total + total % 2)
         return PixelPlan(face_of, src, tag, new, 0, 0, True)
-    face_of = FileFace.of(face, header, tag)
+    face_of = FileFace(face, layout.fmt, layout.frames)
     if length < face_of.fmt.frames * face_of.fmt.frame_bytes:
         raise PixelRefused("the pixel data is shorter than its frames")
     return PixelPlan(face_of, src, tag, hdr, rng.offset + len(hdr), length, False)

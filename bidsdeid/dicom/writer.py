@@ -34,7 +34,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
-from bidsdeid.dicom import pixelstream
+from bidsdeid.dicom import geometry, pixelstream
 from bidsdeid.dicom.deidentify import Deidentifier, FileReport
 from bidsdeid.dicom.facemask import SeriesFace
 from bidsdeid.dicom.pixels import FileFace, PixelRefused
@@ -68,20 +68,30 @@ class FileDeidentifier:
             if size == 0:
                 raise DataError(f"{where}: empty file")
             mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+            layout: geometry.Layout | None = None
+            layout_error: PixelRefused | None = None
             try:
                 try:
                     meta, chunks, report = self.engine.run(mm, dict(descriptors or {}))
                 except Unsupported:
                     chunks = None
+                if chunks is not None and face is not None and report.has_pixels:
+                    try:  # read while mapped; raised only if the file is not quarantined
+                        layout = geometry.read_layout(mm, self.engine.implicit)
+                    except PixelRefused as exc:
+                        layout_error = exc
             finally:
                 mm.close()
             if chunks is None:
                 return self._with_pydicom(src, dst, where, descriptors, face)
             if self._refused(report):
                 return report
+            if layout_error is not None:
+                raise layout_error
             pixels = None
-            if face is not None:
-                pixels, meta, chunks = self._pixel_plan(src, fh, meta, chunks, report, face)
+            if face is not None and layout is not None:
+                pixels, meta, chunks = self._pixel_plan(src, fh, meta, chunks, report, face,
+                                                        layout)
             header = meta + b"".join(c for c in chunks if isinstance(c, bytes))
             self._check(header, where, report)
             with atomic_open(dst, "wb", durable=False) as out:
@@ -99,16 +109,13 @@ class FileDeidentifier:
         return report
 
     def _pixel_plan(self, src: Path, fh: IO[bytes], meta: bytes, chunks: list[bytes | Range],
-                    report: FileReport, face: SeriesFace
+                    report: FileReport, face: SeriesFace, layout: geometry.Layout
                     ) -> tuple[pixelstream.PixelPlan | None, bytes, list[bytes | Range]]:
         ranges = [c for c in chunks if isinstance(c, Range)]
-        if not ranges:
-            return None, meta, chunks
-        if len(ranges) > 1:
-            raise PixelRefused("more than one pixel data element")
-        header = pydicom.dcmread(src, stop_before_pixels=True, force=True)
+        if len(ranges) != 1:
+            raise PixelRefused("no pixel data element, or more than one")
         ts = self.engine.transfer_syntax
-        plan = pixelstream.plan(src, fh, ranges[0], self.engine.implicit, ts, face, header)
+        plan = pixelstream.plan(src, fh, ranges[0], self.engine.implicit, ts, face, layout)
         if plan.decoded:
             if self.engine.implicit:
                 raise PixelRefused("encapsulated pixel data in an implicit VR file")
@@ -202,7 +209,7 @@ def _deface_dataset(ds: Dataset, face: FileFace, tag: int, compressed: bool,
         report.decoded_from = UID(str(ds.file_meta.TransferSyntaxUID)).name
         try:
             ds.decompress(as_rgb=False, generate_instance_uid=False)
-        except Exception as exc:  # noqa: BLE001 - any decoder failure: refuse, never guess
+        except Exception as exc:  # any decoder failure: refuse, never guess
             raise PixelRefused(f"the compressed pixel data could not be decoded "
                                f"({type(exc).__name__})") from exc
         for t in pixelstream.EXTENDED_OFFSET_TAGS:
