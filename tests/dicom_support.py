@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pydicom
 from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
@@ -15,8 +17,9 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
 from bidsdeid.bids.stage import load_inputs
-from bidsdeid.config import DeidOptions, RunConfig
+from bidsdeid.config import DefaceOptions, DeidOptions, RunConfig
 from bidsdeid.context import ParticipantContext
+from bidsdeid.deface.result import DefaceResult
 from bidsdeid.dicom import stage as dicom_stage
 from bidsdeid.dicom import tables
 from bidsdeid.dicom.values import is_public_uid
@@ -61,15 +64,30 @@ def copy_set(shared: Path, name: str, dest: Path, per_series: int | None = None)
 
 def stage_dicom(bids_dir: Path, root: Path, label: str, *, options: DeidOptions | None = None,
                 nprocs: int = 1, key: ProjectKey = KEY,
-                series_names: dict[str, str] | None = None) -> ParticipantContext:
-    """Stage 1 (load inputs) and the --dicom-out stage, as the pipeline runs them."""
+                series_names: dict[str, str] | None = None,
+                prepare: Callable[[ParticipantContext], None] | None = None,
+                deface: DefaceOptions | None = None) -> ParticipantContext:
+    """Stage 1 (load inputs) and the --dicom-out stage, as the pipeline runs them.
+
+    The convert and deface stages do not run: every series counts as converted to a
+    non-anatomical image (``ctx.results["series_outputs"]``), so its pixels are kept;
+    ``prepare(ctx)`` runs before the DICOM stage and may say otherwise (anatomical
+    images and their :class:`DefaceResult`, as the deface stage records them).
+    """
     cfg = RunConfig(bids_dir=bids_dir, output_dir=root / "out", analysis_level="participant",
                     private_dir=root / "private", work_dir=root / "work", nprocs=nprocs,
-                    dicom_out=True, deid=options or DeidOptions())
+                    dicom_out=True, deid=options or DeidOptions(),
+                    deface=deface or DefaceOptions())
     ctx = make_context(cfg, key, label, NULL_PROGRESS)
     load_inputs(ctx)
     if series_names:
         ctx.results["series_names"] = series_names
+    assert ctx.dicom is not None
+    ctx.results["series_outputs"] = {
+        s.series_uid: [f"sub-{label}/func/sub-{label}_task-s{i}_bold.nii.gz"]
+        for i, s in enumerate(ctx.dicom.series)}
+    if prepare is not None:
+        prepare(ctx)
     dicom_stage.run(ctx)
     return ctx
 
@@ -274,3 +292,64 @@ def run_dcm2niix(folder: Path, out: Path) -> list[Path]:
                           check=False)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     return sorted(out.glob("*.nii.gz"))
+
+
+# -- defaced series (a synthetic removed region on the real image grid) --------------------
+def box_deface(nii: Path, dest: Path, rel_path: str, suffix: str = "T1w") -> DefaceResult:
+    """A :class:`DefaceResult` for the image ``nii`` (dcm2niix of a real series) whose
+    removed region is a box in world space, the anterior-inferior quarter of the field
+    of view: a face-like region on a real grid, without a registration. The "defaced"
+    image is ``nii`` with zeros there, as the deface stage writes it."""
+    img = nib.load(nii)
+    shape = img.shape[:3]
+    ijk = np.indices(shape).reshape(3, -1)
+    ras = img.affine[:3, :3] @ ijk + img.affine[:3, 3:4]
+    y, z = ras[1], ras[2]
+    box = (y > y.min() + 0.6 * np.ptp(y)) & (z < z.min() + 0.5 * np.ptp(z))
+    removed = box.reshape(shape)
+    assert 0 < removed.sum() < removed.size
+    dest.mkdir(parents=True, exist_ok=True)
+    mask_path, defaced_path = dest / "removed.nii.gz", dest / "defaced.nii.gz"
+    mask = nib.Nifti1Image(removed.astype(np.uint8), img.affine)
+    mask.set_sform(img.affine, code=1)
+    mask.set_qform(img.affine, code=1)
+    nib.save(mask, mask_path)
+    stored = np.asanyarray(img.dataobj.get_unscaled()).copy()
+    stored[removed] = 0
+    out = nib.Nifti1Image(stored, img.affine, img.header)
+    nib.save(out, defaced_path)
+    return DefaceResult(rel_path=rel_path, suffix=suffix, role="anchor", original=nii,
+                        defaced=defaced_path, removed_mask=mask_path, brain_mask=None,
+                        template_warped=None)
+
+
+def series_nifti(files: list[Path], dest: Path) -> Path:
+    """dcm2niix of ``files`` (linked into a folder of their own): the one image."""
+    src = dest / "dicom"
+    src.mkdir(parents=True, exist_ok=True)
+    for i, f in enumerate(files):
+        (src / f"{i:05d}.dcm").symlink_to(f)
+    out = run_dcm2niix(src, dest / "nii")
+    assert len(out) == 1, out
+    return out[0]
+
+
+def deface_series(ctx: ParticipantContext, series_number: int, tmp: Path,
+                  image_of: list[Path] | None = None) -> DefaceResult:
+    """Mark ``series_number`` of ``ctx`` as an anatomical image defaced with a box
+    (:func:`box_deface`), as the convert and deface stages would record it; the image
+    is dcm2niix of the series' files, or of ``image_of``."""
+    assert ctx.dicom is not None
+    series = next(s for s in ctx.dicom.series if s.series_number == series_number)
+    rel = f"sub-{ctx.output_label}/anat/sub-{ctx.output_label}_acq-s{series_number}_T1w.nii.gz"
+    where = tmp / f"deface-{ctx.output_label}-{series_number}"
+    files = image_of or [f.path for f in series.files]
+    result = box_deface(series_nifti(files, where), where, rel)
+    ctx.results.setdefault("series_outputs", {})[series.series_uid] = [rel]
+    ctx.results.setdefault("deface", []).append(result)
+    return result
+
+
+def removed_voxels(result: DefaceResult) -> int:
+    assert result.removed_mask is not None
+    return int((np.asanyarray(nib.load(result.removed_mask).dataobj) > 0).sum())

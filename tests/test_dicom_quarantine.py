@@ -11,6 +11,7 @@ from dicom_support import KEY, copy_set, dicom_inputs, stage_dicom, staged_files
 from pydicom.dataset import Dataset
 
 from bidsdeid.config import RunConfig
+from bidsdeid.context import ParticipantContext
 from bidsdeid.dicom import stage as dicom_stage
 from bidsdeid.dicom.mappings import merge_mapping, read_mapping
 from bidsdeid.dicom.quarantine import quarantine_reason
@@ -126,18 +127,13 @@ def test_mapping_merges_from_parallel_tasks(tmp_path: Path) -> None:
 @pytest.mark.needs_shared
 def test_profile_overrides_reach_the_workers(shared_data: Path, tmp_path: Path) -> None:
     """The site-rules hook: overrides in ctx.results change the output, nothing else."""
-    from bidsdeid.bids.stage import load_inputs
-    from bidsdeid.config import DeidOptions
-
     bids = tmp_path / "in"
     copy_set(shared_data, "ge", bids / "sourcedata" / "sub-o1", 2)
-    cfg = RunConfig(bids_dir=bids, output_dir=tmp_path / "o", analysis_level="participant",
-                    private_dir=tmp_path / "p", work_dir=tmp_path / "w", dicom_out=True,
-                    nprocs=2, deid=DeidOptions())
-    ctx = make_context(cfg, KEY, "o1", NULL_PROGRESS)
-    load_inputs(ctx)
-    ctx.results[dicom_stage.OVERRIDES] = {"tags": {0x00081090: "X", 0x00180020: "X"}}
-    dicom_stage.run(ctx)
+
+    def overrides(ctx: ParticipantContext) -> None:
+        ctx.results[dicom_stage.OVERRIDES] = {"tags": {0x00081090: "X", 0x00180020: "X"}}
+
+    ctx = stage_dicom(bids, tmp_path / "run", "o1", nprocs=2, prepare=overrides)
     out = staged_files(ctx)
     assert out
     for p in out:

@@ -1,9 +1,13 @@
 """The --dicom-out stage on the real sessions: layout, UIDs, validity, pixels, images,
-mapping files, audit and quarantine."""
+mapping files, audit and quarantine. The two anatomical series (Philips 1301, XA30 5)
+are defaced with a box-shaped removed region on their real grid
+(:func:`dicom_support.deface_series`); every other series keeps its pixels."""
 
 from __future__ import annotations
 
 import csv
+import functools
+import json
 import os
 import re
 import stat
@@ -24,6 +28,7 @@ from dicom_support import (
     copy_set,
     dciodvfy_errors,
     dcm2niix_bin,
+    deface_series,
     dicom_inputs,
     run_dcm2niix,
     stage_dicom,
@@ -33,12 +38,14 @@ from dicom_support import (
 
 from bidsdeid.config import DeidOptions
 from bidsdeid.context import ParticipantContext
+from bidsdeid.deface.result import DefaceResult
 from bidsdeid.dicom.values import is_public_uid
 
-pytestmark = pytest.mark.needs_shared
+pytestmark = [pytest.mark.needs_shared, pytest.mark.xdist_group("dicom_stage")]
 
 
 LABELS = {"xa": "xa30", "ge": "ge", "ph": "philips", "tc": "tcia"}
+DEFACED = {"xa": 5, "ph": 1301}  # participant -> its anatomical series, defaced
 
 
 @dataclass
@@ -49,6 +56,7 @@ class Staged:
     outputs: list[Path]
     before: dict[str, str]
     after: dict[str, str]
+    defaced: dict[str, DefaceResult]  # participant -> the defacing of its anatomical series
 
     @property
     def private_dir(self) -> Path:
@@ -68,9 +76,14 @@ class Staged:
         yield from self._pairs
 
 
+@functools.cache
+def _header(path: Path) -> pydicom.Dataset:
+    """A file's header, read once for the whole module (the tests only read it)."""
+    return pydicom.dcmread(path, stop_before_pixels=True)
+
+
 def _sop(path: Path) -> str:
-    ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
-    return str(ds.SOPInstanceUID)
+    return str(_header(path).SOPInstanceUID)
 
 
 @pytest.fixture(scope="module")
@@ -87,9 +100,22 @@ def staged(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Stage
                 (root / p.name).write_bytes(p.read_bytes())
     inputs = dicom_inputs(bids)
     before = tree_digest(bids)
-    ctxs = {label: stage_dicom(bids, tmp / "run", label, nprocs=2) for label in LABELS}
+    defaced: dict[str, DefaceResult] = {}
+
+    def anatomical(ctx: ParticipantContext) -> None:
+        label = ctx.input_label
+        if label in DEFACED:
+            defaced[label] = deface_series(ctx, DEFACED[label], tmp / "deface")
+
+    ctxs = {label: stage_dicom(bids, tmp / "run", label, nprocs=2, prepare=anatomical)
+            for label in LABELS}
     outputs = [o for c in ctxs.values() for o in staged_files(c)]
-    return Staged(bids, ctxs, inputs, outputs, before, tree_digest(bids))
+    return Staged(bids, ctxs, inputs, outputs, before, tree_digest(bids), defaced)
+
+
+def _is_defaced(out: Path) -> bool:
+    return (out.parent.parent.name[4:], out.parent.name) in {
+        (label, str(n)) for label, n in DEFACED.items()}
 
 
 def test_input_tree_is_unchanged(staged: Staged) -> None:
@@ -115,11 +141,11 @@ def test_layout_carries_nothing_from_the_input(staged: Staged) -> None:
 
 def test_instance_order_is_kept(staged: Staged) -> None:
     for f, out in staged.pairs():
-        a = pydicom.dcmread(f, stop_before_pixels=True)
-        b = pydicom.dcmread(out, stop_before_pixels=True)
+        a = _header(f)
+        b = _header(out)
         assert a.get("InstanceNumber") == b.get("InstanceNumber")
     folder = staged.out_dir("ph", "1301")
-    numbers = [int(pydicom.dcmread(folder / f"{n}.dcm", stop_before_pixels=True).InstanceNumber)
+    numbers = [int(_header(folder / f"{n}.dcm").InstanceNumber)
                for n in range(1, 171)]
     assert numbers == sorted(numbers)
 
@@ -136,8 +162,7 @@ def test_uids_are_keyed_one_to_one_and_consistent(staged: Staged) -> None:
     # each UI attribute, at each place, is the keyed value of the input's
     pairs = 0
     for f, out in staged.pairs():
-        a, b = pydicom.dcmread(f, stop_before_pixels=True), pydicom.dcmread(out,
-                                                                              stop_before_pixels=True)
+        a, b = _header(f), _header(out)
         out_items = dict(walk_paths(b))
         for path, item_a in walk_paths(a):
             item_b = out_items.get(path)
@@ -156,14 +181,14 @@ def test_uids_are_keyed_one_to_one_and_consistent(staged: Staged) -> None:
 
 
 def test_references_point_to_the_new_instances(staged: Staged) -> None:
-    sop_in = {str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID)
+    sop_in = {str(_header(f).SOPInstanceUID)
               for f in staged.inputs}
-    sop_out = {str(pydicom.dcmread(o, stop_before_pixels=True).SOPInstanceUID)
+    sop_out = {str(_header(o).SOPInstanceUID)
                for o in staged.outputs}
     inside = 0
     for f, out in staged.pairs():
-        a = pydicom.dcmread(f, stop_before_pixels=True)
-        b = pydicom.dcmread(out, stop_before_pixels=True)
+        a = _header(f)
+        b = _header(out)
         out_items = dict(walk_paths(b))
         for path, item_a in walk_paths(a):
             ref = item_a.get("ReferencedSOPInstanceUID")
@@ -179,9 +204,9 @@ def test_references_point_to_the_new_instances(staged: Staged) -> None:
     for keyword in ("StudyInstanceUID", "FrameOfReferenceUID", "SeriesInstanceUID"):
         groups: dict[str, set[str]] = {}
         for f, out in staged.pairs():
-            old = pydicom.dcmread(f, stop_before_pixels=True).get(keyword)
+            old = _header(f).get(keyword)
             if old is not None:
-                new = pydicom.dcmread(out, stop_before_pixels=True).get(keyword)
+                new = _header(out).get(keyword)
                 groups.setdefault(str(old), set()).add(str(new))
         assert all(len(v) == 1 for v in groups.values()), keyword
         assert len(set().union(*groups.values())) == len(groups), keyword
@@ -210,7 +235,7 @@ def test_dciodvfy_reports_no_new_error(staged: Staged) -> None:
     checked = 0
     for f, out in staged.pairs():
         series = str(out.parent)
-        enhanced = pydicom.dcmread(f, stop_before_pixels=True).get("NumberOfFrames") is not None
+        enhanced = _header(f).get("NumberOfFrames") is not None
         if series in seen and not enhanced:  # first file of each series, every enhanced file
             continue
         seen.add(series)
@@ -220,21 +245,36 @@ def test_dciodvfy_reports_no_new_error(staged: Staged) -> None:
     assert checked >= 15
 
 
-def test_pixel_data_is_byte_identical(staged: Staged) -> None:
+def test_pixel_data_is_kept_or_defaced(staged: Staged) -> None:
+    """Byte-identical pixel data in every series but the anatomical ones; there, values
+    change only to zero, in as many pixels as the removed region has voxels."""
     n = 0
+    removed = {label: 0 for label in DEFACED}
     for f, out in staged.pairs():
         a, b = pydicom.dcmread(f), pydicom.dcmread(out)
-        assert a.get_item(0x7FE00010).value == b.get_item(0x7FE00010).value, f.name
+        if not _is_defaced(out):
+            assert a.get_item(0x7FE00010).value == b.get_item(0x7FE00010).value, f.name
+        else:
+            pa, pb = a.pixel_array, b.pixel_array
+            changed = pa != pb
+            assert not pb[changed].any(), f.name
+            removed[out.parent.parent.name[4:]] += int(changed.sum())
         n += 1
     assert n == len(staged.outputs)
+    for label, result in staged.defaced.items():
+        mask = np.asanyarray(nib.load(result.removed_mask).dataobj) > 0  # type: ignore[arg-type]
+        audit = next((staged.ctxs[label].audit_dir / "dicom").glob(
+            f"*series-{DEFACED[label]}.json")).read_text()
+        assert json.loads(audit)["pixels"]["removed"] == int(mask.sum()) > 0
+        assert removed[label] > 0
 
 
 def _originals_of(staged_inputs: list[Path], out_dir: Path, dest: Path) -> Path:
-    sop_out = {str(pydicom.dcmread(o, stop_before_pixels=True).SOPInstanceUID)
+    sop_out = {str(_header(o).SOPInstanceUID)
                for o in out_dir.glob("*.dcm")}
     dest.mkdir()
     for f in staged_inputs:
-        if KEY.uid(str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID)) in sop_out:
+        if KEY.uid(str(_header(f).SOPInstanceUID)) in sop_out:
             (dest / f.name).write_bytes(f.read_bytes())
     return dest
 
@@ -254,11 +294,16 @@ def _same_images(a: list[Path], b: list[Path], scaled: bool) -> None:
 @pytest.mark.parametrize("label,series", [("ph", "1301"), ("xa", "5"), ("ge", "4")])
 def test_dcm2niix_gives_the_same_image(staged: Staged, tmp_path: Path, label: str,
                                        series: str) -> None:
-    """Same affine and voxels. Philips' precise intensity scaling lives in private
-    (2005,xx0E), removed by default: dcm2niix then uses the public rescale slope, so
-    for Philips the stored voxels are compared here and the scaled values with
-    Retain Safe Private below."""
+    """Same affine and voxels (for the anatomical series: those of the defaced image).
+    Philips' precise intensity scaling lives in private (2005,xx0E), removed by
+    default: dcm2niix then uses the public rescale slope, so for Philips the stored
+    voxels are compared here and the scaled values with Retain Safe Private below."""
     out_dir = staged.out_dir(label, series)
+    if label in staged.defaced:  # the image it became, defaced: same voxels, same affine
+        defaced = staged.defaced[label].defaced
+        assert defaced is not None
+        _same_images([defaced], run_dcm2niix(out_dir, tmp_path / "b"), scaled=label != "ph")
+        return
     originals = _originals_of(staged.inputs, out_dir, tmp_path / "orig")
     _same_images(run_dcm2niix(originals, tmp_path / "a"), run_dcm2niix(out_dir, tmp_path / "b"),
                  scaled=label != "ph")
@@ -299,7 +344,7 @@ def test_mapping_files(staged: Staged) -> None:
     expected = {}
     for f in staged.inputs:
         label = f.relative_to(staged.bids / "sourcedata").parts[0][len("sub-"):]
-        pid = str(pydicom.dcmread(f, stop_before_pixels=True).PatientID).strip()
+        pid = str(_header(f).PatientID).strip()
         if pid and "Phoenix" not in str(f):
             expected[pid] = label
     assert patids == expected  # four participants merged into one file

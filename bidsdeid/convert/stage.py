@@ -8,9 +8,11 @@
    ``--bids-filter-file`` does not select, check the names hold no identifier;
 4. scrub the sidecars (:mod:`bidsdeid.bids.sidecar`), check the fields BIDS requires,
    and stage NIfTI (header text cleared, gzip mtime 0), JSON, bval/bvec, aslcontext;
-5. append a :class:`BidsImage` per image to ``ctx.images`` and record
-   ``ctx.results["series_names"]`` (series UID -> ``task-rest_bold``-like name) for the
-   DICOM writer.
+5. append a :class:`BidsImage` per image to ``ctx.images`` and record, for the
+   DICOM writer, ``ctx.results["series_names"]`` (series UID -> ``task-rest_bold``-like
+   name) and ``ctx.results["series_outputs"]`` (series UID -> the OUTPUT_DIR-relative
+   paths of the images staged from it; only these series are written by
+   ``--dicom-out``, see :mod:`bidsdeid.dicom.policy`).
 """
 
 from __future__ import annotations
@@ -236,6 +238,7 @@ def _stage(ctx: ParticipantContext, images: list[tuple[BidsImage, Named]]) -> No
         for done, _ in enumerate(pool.map(one, images), 1):
             ctx.progress.item("images staged", done, len(images))
     series_names: dict[str, str] = {}
+    series_outputs: dict[str, list[str]] = {}
     for image, n in images:
         plan: Plan = n.origin
         staging.write_sidecar(ctx, image)
@@ -249,7 +252,9 @@ def _stage(ctx: ParticipantContext, images: list[tuple[BidsImage, Named]]) -> No
             staging.stage_text(ctx, rel, asl.context_tsv(n.extra["aslcontext"]))
             image.extra_files.append(rel)
         plan.outputs.append(image.rel_path)
+        series_outputs.setdefault(plan.series.series_uid, []).append(image.rel_path)
         series_names.setdefault(plan.series.series_uid,
                                 short_name(image.datatype, image.suffix, image.entities))
         ctx.images.append(image)
     ctx.results["series_names"] = series_names
+    ctx.results["series_outputs"] = series_outputs

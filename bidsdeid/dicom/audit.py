@@ -3,7 +3,10 @@
 One JSON file per series lists every attribute that was touched (as a path of
 keywords through the sequences, private tags with their block byte hidden), the
 action and why (the E.1-1 code and option, or the rule for attributes in no table),
-and in how many places. It records tags, keywords and actions only: never a value.
+and in how many places, and what happened to its pixels (unchanged, defaced with the
+method and the number of pixels removed, or written with the face because defacing
+was turned off; the BIDS images the series became). It records tags, keywords,
+actions and counts only: never a value.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bidsdeid.dicom import tables
+from bidsdeid.dicom.deidentify import FileReport
 from bidsdeid.utils.atomic import write_json
 
 
@@ -28,11 +32,23 @@ class SeriesAudit:
     engines: Counter[str] = field(default_factory=Counter)
     actions: Counter[tuple[str, str]] = field(default_factory=Counter)
     refused: list[tuple[int, str]] = field(default_factory=list)  # (file number, reason)
+    pixels: dict[str, Any] = field(default_factory=dict)  # action, images, method, counts
 
     def add(self, engine: str, actions: Counter[tuple[str, str]]) -> None:
         self.files += 1
         self.engines[engine] += 1
         self.actions.update(actions)
+
+    def add_pixels(self, report: FileReport) -> None:
+        """Add one file's pixel counts (defaced series)."""
+        if not report.pixels_total:
+            return
+        for key, value in (("removed", report.pixels_removed), ("total", report.pixels_total),
+                           ("zeroed_not_refaced", report.pixels_zeroed_not_refaced)):
+            self.pixels[key] = int(self.pixels.get(key, 0)) + value
+        if report.decoded_from:
+            decoded = self.pixels.setdefault("decoded_from", {})
+            decoded[report.decoded_from] = decoded.get(report.decoded_from, 0) + 1
 
     def to_json(self, settings: dict[str, Any]) -> dict[str, Any]:
         touched: dict[str, dict[str, int]] = {}
@@ -45,6 +61,7 @@ class SeriesAudit:
             "files_written": self.files,
             "files_refused": [{"file": n, "reason": r} for n, r in self.refused],
             "engines": dict(sorted(self.engines.items())),
+            "pixels": self.pixels,
             "profile": settings,
             "attributes": touched,
         }

@@ -96,6 +96,11 @@ class FileReport:
     has_pixels: bool = False
     refused: str | None = None  # quarantine reason: the file was not written
     kept_text: set[str] = field(default_factory=set)  # allow-listed text values kept
+    # defaced series only (bidsdeid.dicom.pixels): counts, never values
+    pixels_removed: int = 0  # pixels set to the fill value
+    pixels_total: int = 0
+    pixels_zeroed_not_refaced: int = 0  # refacing asked, zeros written
+    decoded_from: str = ""  # transfer syntax the pixels were decoded from, if any
 
     def touch(self, path: str, decision: P.Decision) -> None:
         self.actions[(path, decision.audit)] += 1

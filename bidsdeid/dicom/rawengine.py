@@ -100,6 +100,7 @@ class RawEngine:
         self._added: dict[bool, list[tuple[int, Chunk]]] = {}
         self.enhanced = False
         self.implicit = False
+        self.transfer_syntax = ""  # of the last file run
         self.buf: bytes | mmap.mmap = b""
 
     # -- entry point ------------------------------------------------------------------
@@ -114,6 +115,7 @@ class RawEngine:
         if not uid.is_transfer_syntax or uid.is_deflated or not uid.is_little_endian:
             raise Unsupported("transfer syntax")
         self.implicit = uid.is_implicit_VR
+        self.transfer_syntax = ts
         self.enhanced = False
         report = self.deid.begin(descriptors, "raw")
         for tag in meta_tags:
@@ -129,7 +131,7 @@ class RawEngine:
         level.out = [(t, c) for t, c in level.out if t not in TOP_LEVEL_ADDED]
         level.out.extend(self._added_bytes())
         level.out.sort(key=lambda tc: tc[0])
-        meta = self._meta_bytes(report.sop_class_uid, report.sop_instance_uid, ts)
+        meta = self.meta_bytes(report.sop_class_uid, report.sop_instance_uid, ts)
         self.deid.finish()
         return meta, [c for _t, c in level.out], report
 
@@ -158,7 +160,9 @@ class RawEngine:
             raise Unsupported("no transfer syntax")
         return pos, tags, ts
 
-    def _meta_bytes(self, sop_class: str, sop_instance: str, ts: str) -> bytes:
+    def meta_bytes(self, sop_class: str, sop_instance: str, ts: str) -> bytes:
+        """Preamble and the rebuilt file meta (the writer asks again when it changes the
+        transfer syntax: defaced pixels decoded from a compressed file)."""
         fp = DicomBytesIO()
         fp.is_little_endian, fp.is_implicit_VR = True, False
         fp.write(b"\x00" * 128 + b"DICM")

@@ -1,9 +1,12 @@
 """Run file de-identification jobs in worker processes, one file at a time.
 
 Each worker builds its :class:`~bidsdeid.dicom.writer.FileDeidentifier` once (profile,
-key, leak checker) and then takes jobs: a job is a source path, a staged destination
-and the series' safe descriptor values; a result is the file's report (actions, UID
-map) or why it was refused or failed. Nothing of a series is held in memory, so a
+key, leak checker) and then takes jobs: a job is a source path, a staged destination,
+the series' safe descriptor values and, for a defaced series, the
+:class:`~bidsdeid.dicom.facemask.FaceSpec` of its removed region (loaded once per
+series and worker); a result is the file's report (actions, UID map, pixel counts) or
+why it was refused (the file, or for pixels that cannot be defaced the whole series)
+or failed. Nothing of a series is held in memory, so a
 worker's memory does not depend on the series size; ``nprocs`` workers run at once.
 With ``nprocs`` 1 everything runs in the calling process.
 """
@@ -21,7 +24,10 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 
 from bidsdeid.config import DeidOptions
+from bidsdeid.dicom import facemask
 from bidsdeid.dicom.deidentify import Deidentifier, FileReport
+from bidsdeid.dicom.facemask import FaceSpec
+from bidsdeid.dicom.pixels import PixelRefused
 from bidsdeid.dicom.profile import Profile
 from bidsdeid.dicom.quarantine import quarantine_reason
 from bidsdeid.dicom.selfcheck import LeakChecker
@@ -52,6 +58,7 @@ class Job:
     dst: Path
     where: str  # PHI-free name for messages: "series 5 file 3"
     descriptors: dict[str, str] = field(default_factory=dict)
+    face: FaceSpec | None = None  # the series is defaced: its removed region
 
 
 @dataclass
@@ -60,6 +67,7 @@ class JobResult:
     report: FileReport | None = None
     error: str | None = None  # one line, PHI-free
     leak: bool = False
+    series_refused: str | None = None  # pixels that cannot be defaced: refuse the series
 
 
 def refuse_by_flags(report: FileReport) -> str | None:
@@ -98,7 +106,11 @@ def _run(job: Job) -> JobResult:
 def run_one(fd: FileDeidentifier, job: Job) -> JobResult:
     """One job; every failure becomes a PHI-free message in the result."""
     try:
-        return JobResult(job.index, fd.run(job.src, job.dst, job.where, job.descriptors))
+        face = facemask.load(job.face) if job.face is not None else None
+        return JobResult(job.index, fd.run(job.src, job.dst, job.where, job.descriptors,
+                                           face))
+    except PixelRefused as exc:
+        return JobResult(job.index, series_refused=str(exc))
     except LeakError as exc:
         return JobResult(job.index, error=exc.message, leak=True)
     except BidsdeidError as exc:

@@ -185,7 +185,10 @@ class Identifiers:
             elif elem.VR == "DT":
                 self.add_date(text[:8], kw)
             elif elem.VR == "UI":
-                if text and text not in UID_dictionary:
+                # UIDs of the standard itself (classes, context groups: 1.2.840.10008.*)
+                # identify no one, and the DICOM writer keeps them as they are
+                if text and text not in UID_dictionary and not text.startswith(
+                        "1.2.840.10008."):
                     self.add("uid", text, kw)
             elif kw in _KEYWORD_KINDS and _KEYWORD_KINDS[kw]:
                 self.add(_KEYWORD_KINDS[kw], text, kw)
