@@ -150,11 +150,11 @@ def run(ctx: ParticipantContext) -> None:
         return
     files = _staged_files(ctx.staging)
     previous = _read_marker(config, ctx.input_label)
+    published: dict[str, dict[str, Any]] = {}
     try:
         config.output_dir.mkdir(parents=True, exist_ok=True)
         for root in _owned_roots(config, ctx.output_label):
             remove_stray_temporaries(root)
-        published: dict[str, dict[str, Any]] = {}
         for i, rel in enumerate(files, 1):
             src = ctx.staging / rel
             dst = config.output_dir / rel
@@ -162,6 +162,11 @@ def run(ctx: ParticipantContext) -> None:
             published[rel] = {"size": dst.stat().st_size, "sha256": _sha256(dst)}
             ctx.progress.item("published", i, len(files))
     except OSError as exc:
+        # a disk that fills up half way must not leave half a participant in OUTPUT_DIR
+        for rel in published:
+            with contextlib.suppress(OSError):
+                (config.output_dir / rel).unlink()
+        _prune_empty(config, ctx.output_label)
         raise CannotCreateOutput(f"cannot write to {config.output_dir}: "
                                  f"{exc.strerror or exc}") from exc
     if previous:  # files of an earlier publication that this one no longer has
