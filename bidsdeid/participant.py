@@ -157,6 +157,12 @@ def run(config: RunConfig, key: ProjectKey, labels: list[str],
     for i, label in enumerate(labels, 1):
         log.info("participant %d/%d: sub-%s", i, len(labels), label)
         results.append(process(config, key, label, progress))
+    if any(r.status == "skipped" for r in results):
+        from bidsdeid.bids import dataset
+
+        # a run killed after a participant's marker but before the dataset files were
+        # rebuilt left them without it; the rerun skips the participant, so rebuild here
+        dataset.update_shared_files(config)
     return results
 
 

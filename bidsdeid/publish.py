@@ -143,6 +143,24 @@ def _prune_empty(config: RunConfig, output_label: str) -> None:
                 os.rmdir(dirpath)  # only succeeds when empty
 
 
+def _remove_own_strays(config: RunConfig, files: list[str]) -> None:
+    """Temporary files a killed publication of these files left in folders shared with
+    other participants (``derivatives/bidsdeid/sub-<p>.html``). Only names of this
+    participant's files are touched: a parallel task may be writing its own there."""
+    by_folder: dict[Path, set[str]] = {}
+    for rel in files:
+        dst = config.output_dir / rel
+        by_folder.setdefault(dst.parent, set()).add("-" + dst.name[:40])
+    for folder, endings in by_folder.items():
+        if not folder.is_dir():
+            continue
+        for entry in folder.iterdir():
+            if entry.name.startswith(TMP_PREFIX) and any(entry.name.endswith(e)
+                                                         for e in endings):
+                with contextlib.suppress(FileNotFoundError):
+                    entry.unlink()
+
+
 def run(ctx: ParticipantContext) -> None:
     """Publish ``ctx.staging`` into OUTPUT_DIR and mark the participant complete."""
     config = ctx.config
@@ -155,6 +173,7 @@ def run(ctx: ParticipantContext) -> None:
         config.output_dir.mkdir(parents=True, exist_ok=True)
         for root in _owned_roots(config, ctx.output_label):
             remove_stray_temporaries(root)
+        _remove_own_strays(config, files)
         for i, rel in enumerate(files, 1):
             src = ctx.staging / rel
             dst = config.output_dir / rel
