@@ -600,9 +600,16 @@ def corpus_table() -> str:
         "afterwards, and no temporary file is left in OUTPUT_DIR. Exit codes: 0 success, "
         "65 bad input (also when the rest was published), 64 usage, 73 cannot write.",
         "",
-        "| input kind | exit | outcome |",
-        "|---|---|---|",
+        "The messages column lists what the test requires on the terminal (each a "
+        "substring of one `bidsdeid:` line, also in the private log); `sub-bad FAILED` "
+        "means the participant is reported as failed.",
+        "",
+        "| input kind | exit | messages | outcome |",
+        "|---|---|---|---|",
     ]
     for c in CASES:
-        lines.append(f"| {c.kind} | {c.expect.exit_code} | {c.outcome} |")
+        said = [f"`{m}`" for m in c.expect.messages]
+        said += [f"`sub-{label} FAILED`" for label in c.expect.failed]
+        lines.append(f"| {c.kind} | {c.expect.exit_code} | {'<br>'.join(said) or '-'} "
+                     f"| {c.outcome} |")
     return "\n".join(lines) + "\n"
