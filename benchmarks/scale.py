@@ -38,7 +38,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from ops_support import make_study  # noqa: E402
+from ops_support import make_study
 
 SHARED = Path(os.environ.get("BIDSDEID_SHARED_DATA", REPO.parent / "shared" / "data"))
 BIDSDEID = Path(sys.executable).parent / "bidsdeid"

@@ -37,6 +37,16 @@ class Problem:
     stage: str
     where: str
     message: str
+    # the exit code this problem gives the run; None: 1 for an error, 0 for a warning.
+    # Bad input (a damaged file, a series left out for its geometry) is 65 even when the
+    # participant is published without it: the user must learn that data are missing.
+    exit_code: int | None = None
+
+    @property
+    def code(self) -> int:
+        if self.exit_code is not None:
+            return self.exit_code
+        return 1 if self.level == "error" else 0
 
     def line(self) -> str:
         return f"{self.level}: [{self.stage}] {self.where}: {self.message}"
@@ -104,12 +114,12 @@ class ParticipantContext:
         return self.session_map.get(input_session, input_session)
 
     # -- problems -----------------------------------------------------------------------
-    def error(self, stage: str, where: str, message: str) -> None:
-        self.problems.append(Problem("error", stage, where, message))
+    def error(self, stage: str, where: str, message: str, exit_code: int | None = None) -> None:
+        self.problems.append(Problem("error", stage, where, message, exit_code))
         log.error("[sub-%s] %s: %s", self.input_label, where, message)
 
-    def warn(self, stage: str, where: str, message: str) -> None:
-        self.problems.append(Problem("warning", stage, where, message))
+    def warn(self, stage: str, where: str, message: str, exit_code: int | None = None) -> None:
+        self.problems.append(Problem("warning", stage, where, message, exit_code))
         log.warning("[sub-%s] %s: %s", self.input_label, where, message)
 
     @property

@@ -9,6 +9,8 @@ traceback (the traceback goes to the log file in the private dir).
 from __future__ import annotations
 
 import enum
+import errno
+from collections.abc import Iterable
 
 
 class ExitCode(enum.IntEnum):
@@ -22,6 +24,26 @@ class ExitCode(enum.IntEnum):
     DATA = 65  # bad data: unreadable, inconsistent or unsafe input
     NO_INPUT = 66  # an input path does not exist
     CANT_CREATE = 73  # the output (or private, or work) dir cannot be created or written
+
+
+_SEVERITY = (ExitCode.CANT_CREATE, ExitCode.FAILURE, ExitCode.INVALID_BIDS,
+             ExitCode.NO_INPUT, ExitCode.NOTHING_SELECTED, ExitCode.USAGE, ExitCode.DATA)
+
+
+def worst(codes: Iterable[int]) -> ExitCode:
+    """The exit code of a run from the codes of its problems: the output cannot be
+    written (73) before a failure (1) before bad input (65); 0 if there is none."""
+    found = {int(c) for c in codes}
+    return next((c for c in _SEVERITY if int(c) in found),
+                ExitCode.FAILURE if found - {0} else ExitCode.SUCCESS)
+
+
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+"""errno values that mean the disk (or a quota, or ``ulimit -f``) is full."""
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS
 
 
 class BidsdeidError(Exception):

@@ -8,6 +8,7 @@ Stages (each a function ``run(ctx)`` in its own module, so a newcomer finds its 
 3. ``bidsdeid.convert.stage.run``           series -> BIDS names, quarantine, dcm2niix, scrub
 4. ``bidsdeid.bids.inputs.run``             BIDS NIfTI inputs: scrub and copy
 5. ``bidsdeid.deface.stage.run``            deface every anatomical image, safety gates
+   (then: a participant with no image left fails as bad input, exit 65)
 6. ``bidsdeid.dicom.stage.run``             --dicom-out: de-identified DICOM (PS3.15 Annex E)
 7. ``bidsdeid.bids.tables.run``             sessions.tsv, scans.tsv, participants fragment
 8. ``bidsdeid.qc.stage.run``                reports (also when an earlier stage failed)
@@ -34,7 +35,7 @@ from pathlib import Path
 
 from bidsdeid.config import RunConfig
 from bidsdeid.context import ParticipantContext
-from bidsdeid.errors import BidsdeidError
+from bidsdeid.errors import BidsdeidError, DataError, ExitCode, is_disk_full, worst
 from bidsdeid.privacy.keys import ProjectKey
 from bidsdeid.progress import Progress
 
@@ -51,6 +52,7 @@ class ParticipantResult:
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
     n_files: int = 0
+    exit_code: int = 0  # what this participant's problems mean for the run (errors.worst)
 
 
 Stage = tuple[str, Callable[[ParticipantContext], None]]
@@ -58,7 +60,8 @@ Stage = tuple[str, Callable[[ParticipantContext], None]]
 
 def _stages() -> list[Stage]:
     from bidsdeid import publish
-    from bidsdeid.bids import inputs, labels, stage as bids_stage, tables
+    from bidsdeid.bids import inputs, labels, tables
+    from bidsdeid.bids import stage as bids_stage
     from bidsdeid.convert import stage as convert_stage
     from bidsdeid.deface import stage as deface_stage
     from bidsdeid.dicom import stage as dicom_stage
@@ -72,6 +75,7 @@ def _stages() -> list[Stage]:
         ("convert DICOM", convert_stage.run),
         ("copy BIDS inputs", inputs.run),
         ("deface", deface_stage.run),
+        ("check images", _require_images),
         ("de-identify DICOM", dicom_stage.run),
         ("write tables", tables.run),
         ("QC reports", _qc_stage),
@@ -79,6 +83,15 @@ def _stages() -> list[Stage]:
         ("leak scan", leakscan.run),
         ("publish", publish.run),
     ]
+
+
+def _require_images(ctx: ParticipantContext) -> None:
+    """A participant with nothing left to publish fails (bad input), rather than being
+    published as an empty folder that looks complete."""
+    if not ctx.images:
+        raise DataError("nothing to publish: every series and image was left out or failed "
+                        "(-v prints the decision on each series; the private audit dir has "
+                        "them all)")
 
 
 def _qc_stage(ctx: ParticipantContext) -> None:
@@ -120,11 +133,15 @@ def process(config: RunConfig, key: ProjectKey, label: str,
             if name == "QC reports":
                 qc_done = True
     except BidsdeidError as exc:
-        ctx.error("participant", f"sub-{label}", exc.message)
+        ctx.error("participant", f"sub-{label}", exc.message, exc.exit_code)
     except Exception as exc:  # noqa: BLE001 - one participant must not stop the others
-        log.debug("internal error in sub-%s:\n%s", label, traceback.format_exc())
-        ctx.error("participant", f"sub-{label}",
-                  f"internal error ({type(exc).__name__}); details in the log")
+        log.debug("error in sub-%s:\n%s", label, traceback.format_exc())
+        if isinstance(exc, OSError) and is_disk_full(exc):  # ENOSPC, EFBIG (ulimit -f), EDQUOT: not a bug
+            ctx.error("participant", f"sub-{label}", f"cannot write ({exc.strerror}); "
+                      "free space or raise the limit, then rerun", ExitCode.CANT_CREATE)
+        else:
+            ctx.error("participant", f"sub-{label}",
+                      f"internal error ({type(exc).__name__}); details in the log")
     finally:
         if not qc_done:
             try:
@@ -138,7 +155,8 @@ def process(config: RunConfig, key: ProjectKey, label: str,
     return ParticipantResult(label, ctx.output_label, status,
                              [p.line() for p in ctx.problems],
                              round(time.monotonic() - start, 1),
-                             len(ctx.results.get("published", [])))
+                             len(ctx.results.get("published", [])),
+                             worst(p.code for p in ctx.problems))
 
 
 def run(config: RunConfig, key: ProjectKey, labels: list[str],
@@ -153,6 +171,12 @@ def run(config: RunConfig, key: ProjectKey, labels: list[str],
 
             send.after_participant(config, result)
         results.append(result)
+    if any(r.status == "skipped" for r in results):
+        from bidsdeid.bids import dataset
+
+        # a run killed after a participant's marker but before the dataset files were
+        # rebuilt left them without it; the rerun skips the participant, so rebuild here
+        dataset.update_shared_files(config)
     return results
 
 

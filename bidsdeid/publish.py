@@ -163,6 +163,24 @@ def _other_sessions(ctx: ParticipantContext, previous: dict[str, Any],
     return kept
 
 
+def _remove_own_strays(config: RunConfig, files: list[str]) -> None:
+    """Temporary files a killed publication of these files left in folders shared with
+    other participants (``derivatives/bidsdeid/sub-<p>.html``). Only names of this
+    participant's files are touched: a parallel task may be writing its own there."""
+    by_folder: dict[Path, set[str]] = {}
+    for rel in files:
+        dst = config.output_dir / rel
+        by_folder.setdefault(dst.parent, set()).add("-" + dst.name[:40])
+    for folder, endings in by_folder.items():
+        if not folder.is_dir():
+            continue
+        for entry in folder.iterdir():
+            if entry.name.startswith(TMP_PREFIX) and any(entry.name.endswith(e)
+                                                         for e in endings):
+                with contextlib.suppress(FileNotFoundError):
+                    entry.unlink()
+
+
 def run(ctx: ParticipantContext) -> None:
     """Publish ``ctx.staging`` into OUTPUT_DIR and mark the participant complete."""
     config = ctx.config
@@ -170,11 +188,12 @@ def run(ctx: ParticipantContext) -> None:
         return
     files = _staged_files(ctx.staging)
     previous = _read_marker(config, ctx.input_label)
+    published: dict[str, dict[str, Any]] = {}
     try:
         config.output_dir.mkdir(parents=True, exist_ok=True)
         for root in _owned_roots(config, ctx.output_label):
             remove_stray_temporaries(root)
-        published: dict[str, dict[str, Any]] = {}
+        _remove_own_strays(config, files)
         for i, rel in enumerate(files, 1):
             src = ctx.staging / rel
             dst = config.output_dir / rel
@@ -182,6 +201,11 @@ def run(ctx: ParticipantContext) -> None:
             published[rel] = {"size": dst.stat().st_size, "sha256": _sha256(dst)}
             ctx.progress.item("published", i, len(files))
     except OSError as exc:
+        # a disk that fills up half way must not leave half a participant in OUTPUT_DIR
+        for rel in published:
+            with contextlib.suppress(OSError):
+                (config.output_dir / rel).unlink()
+        _prune_empty(config, ctx.output_label)
         raise CannotCreateOutput(f"cannot write to {config.output_dir}: "
                                  f"{exc.strerror or exc}") from exc
     if previous:  # files of an earlier publication that this one no longer has

@@ -10,7 +10,7 @@ INIT = Path(__file__).resolve().parents[1] / "bidsdeid" / "__init__.py"
 
 
 def version() -> str:
-    match = re.search(r'^__version__ = "([^"]+)"', INIT.read_text(encoding="utf-8"), re.M)
+    match = re.search(r'^__version__ = "([^"]+)"', INIT.read_text(encoding="utf-8"), re.MULTILINE)
     if not match:
         sys.exit(f"no __version__ in {INIT}")
     return match.group(1)

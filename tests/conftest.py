@@ -70,6 +70,9 @@ def tree_digest(root: Path) -> dict[str, str]:
             if p.is_symlink():
                 out[str(p.relative_to(root))] = "symlink:" + os.readlink(p)
                 continue
+            if not p.is_file():  # a FIFO or device: reading it could block forever
+                out[str(p.relative_to(root))] = f"special:{p.lstat().st_mode:o}"
+                continue
             try:
                 data = p.read_bytes()
             except OSError:
@@ -82,14 +85,17 @@ def tree_digest(root: Path) -> dict[str, str]:
 
 def run_cli(*args: str | os.PathLike[str], env: dict[str, str] | None = None,
             timeout: float = 1800, check: int | None = None,
-            cwd: str | os.PathLike[str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m bidsdeid ARGS``; with ``check`` assert that exit code."""
+            cwd: str | os.PathLike[str] | None = None,
+            prefix: list[str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m bidsdeid ARGS``; with ``check`` assert that exit code.
+
+    ``prefix`` wraps the command (``setpriv ...``, ``prlimit ...``, ``unshare ...``)."""
     full_env = dict(os.environ)
     full_env.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "1")
     full_env.setdefault("NIPYPE_NO_ET", "1")
     if env:
         full_env.update(env)
-    proc = subprocess.run([sys.executable, "-m", "bidsdeid", *map(str, args)],
+    proc = subprocess.run([*(prefix or []), sys.executable, "-m", "bidsdeid", *map(str, args)],
                           capture_output=True, text=True, env=full_env, timeout=timeout,
                           cwd=cwd)
     if check is not None and proc.returncode != check:

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pydicom
-
 from conftest import DICOM_SESSIONS
 
 DATE_KEYWORDS = ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate",

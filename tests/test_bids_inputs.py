@@ -14,9 +14,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from nibabel.nifti1 import Nifti1Header
-
 from conftest import run_cli, tree_digest
+from nibabel.nifti1 import Nifti1Header
 from pipeline_util import all_files, find_tokens
 
 pytestmark = [pytest.mark.needs_shared, pytest.mark.xdist_group("bids_inputs")]

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import run_cli, tree_digest
 
 from bidsdeid import __version__
 from bidsdeid.cli.run import NOT_IMPLEMENTED, main
 from bidsdeid.errors import ExitCode
-from conftest import run_cli, tree_digest
 
 
 @pytest.fixture()

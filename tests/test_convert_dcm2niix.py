@@ -9,11 +9,11 @@ import stat
 from pathlib import Path
 
 import pytest
+from conftest import make_dicom_study
 
 from bidsdeid.cli.run import main
 from bidsdeid.convert import dcm2niix
 from bidsdeid.dicom.index import index_participant
-from conftest import make_dicom_study
 
 pytestmark = [pytest.mark.needs_shared, pytest.mark.xdist_group("dcm2niix")]
 

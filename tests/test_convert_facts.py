@@ -85,13 +85,13 @@ def test_a_series_with_burned_in_annotation_is_quarantined_not_converted(
     """The plan asks bidsdeid.dicom.quarantine first: a refused series is excluded and
     its files are copied to the private quarantine dir, never converted."""
     import pydicom
+    from conftest import make_dicom_study
 
     from bidsdeid.bids.stage import load_inputs
     from bidsdeid.config import RunConfig
     from bidsdeid.context import ParticipantContext
     from bidsdeid.convert.plan import decide
     from bidsdeid.privacy.keys import ProjectKey
-    from conftest import make_dicom_study
 
     study = make_dicom_study(shared_data, tmp_path / "study", {"ge": "ge"})
     files = sorted((study / "sourcedata" / "sub-ge").glob("*.dcm"))

@@ -8,11 +8,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import DICOM_SESSIONS
 
 from bidsdeid.convert.facts import FactsCollector, SeriesFacts, series_facts
 from bidsdeid.convert.heuristic import GRE_FIELDMAP, classify
 from bidsdeid.dicom.index import index_participant
-from conftest import DICOM_SESSIONS
 
 MR = "1.2.840.10008.5.1.4.1.1.4"
 

@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import make_dicom_study, run_cli
 from pydicom.dataset import Dataset
 
 from bidsdeid.convert import mapping
 from bidsdeid.convert.heuristic import GRE_FIELDMAP, Decision
 from bidsdeid.errors import UsageError
-from conftest import make_dicom_study, run_cli
 
 
 def _header(**kw: object) -> Dataset:

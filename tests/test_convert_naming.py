@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from test_convert_heuristic import facts
+
 from bidsdeid.convert.dcm2niix import Output
 from bidsdeid.convert.heuristic import GRE_FIELDMAP, Decision
 from bidsdeid.convert.naming import Named, number_repeats, roles
-from test_convert_heuristic import facts
 
 
 def out(postfix: str = "", echo: int | None = None, part: str = "mag", hz: bool = False,

@@ -8,11 +8,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from conftest import make_dicom_study, run_cli
 
 from bidsdeid.bids import dataset
 from bidsdeid.cli.run import main
 from bidsdeid.config import RunConfig
-from conftest import make_dicom_study, run_cli
 
 pytestmark = [pytest.mark.needs_shared, pytest.mark.xdist_group("group")]
 
@@ -25,7 +25,7 @@ def done(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> SimpleN
     (study / "sourcedata" / "sub-bad" / "notes.txt").write_text("not DICOM")
     out = root / "out"
     proc = run_cli(study, out, "participant", "--deface-modalities", "none")
-    assert proc.returncode == 1 and "sub-bad FAILED" in proc.stderr
+    assert proc.returncode == 65 and "sub-bad FAILED" in proc.stderr  # bad input
     return SimpleNamespace(root=root, study=study, out=out)
 
 

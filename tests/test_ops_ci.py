@@ -10,9 +10,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from ops_support import (CIRCLECI, EXPECTED_OUTPUTS, ci_bidsdeid_args, ci_run_commands,
-                         files_under, run_ci_locally)
+from ops_support import (
+    CIRCLECI,
+    EXPECTED_OUTPUTS,
+    ci_bidsdeid_args,
+    ci_run_commands,
+    files_under,
+    run_ci_locally,
+)
 
 
 def _steps() -> list[dict]:

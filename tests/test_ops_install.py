@@ -25,12 +25,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import TEMPLATEFLOW_STANDINS, tree_digest
+from ops_support import (
+    REPO,
+    SANDBOX_UID,
+    listing,
+    make_study,
+    sandbox_problem,
+    sandboxed,
+    world_usable,
+)
 
 from bidsdeid import __version__
 from bidsdeid.deface import registry, templates
-from conftest import TEMPLATEFLOW_STANDINS, tree_digest
-from ops_support import (REPO, SANDBOX_UID, listing, make_study, sandbox_problem, sandboxed,
-                         world_usable)
 
 pytestmark = [pytest.mark.needs_shared, pytest.mark.slow]
 

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ops_support import make_study
 
 from bidsdeid.cli.run import main
-from ops_support import make_study
 
 pytestmark = [pytest.mark.needs_shared, pytest.mark.slow]
 

@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import tree_digest
 from ops_support import listing, make_study, sandbox_problem, sandboxed
 

@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-from bidsdeid.privacy.keys import KEY_FILE_NAME, ProjectKey
 from conftest import tree_digest
 from ops_support import REPO, make_study
+
+from bidsdeid.privacy.keys import KEY_FILE_NAME, ProjectKey
 
 SUBMIT = REPO / "scripts" / "bidsdeid-slurm.sh"
 SBATCH = REPO / "scripts" / "bidsdeid.sbatch"

@@ -18,7 +18,6 @@ from types import SimpleNamespace
 import nibabel as nib
 import numpy as np
 import pytest
-
 from conftest import make_dicom_study, run_cli, tree_digest
 
 pytestmark = [pytest.mark.needs_shared, pytest.mark.slow, pytest.mark.xdist_group("deface_e2e")]

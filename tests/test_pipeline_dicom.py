@@ -18,74 +18,17 @@ from types import SimpleNamespace
 import nibabel as nib
 import numpy as np
 import pytest
+from conftest import make_dicom_study, run_cli, tree_digest
 from nibabel.nifti1 import Nifti1Header
+from pipeline_util import all_files, decompressed, two_session_participant
 
 from bidsdeid.convert.dcm2niix import binary
-from conftest import make_dicom_study, run_cli, tree_digest
-from pipeline_util import all_files, decompressed, two_session_participant
 
 pytestmark = [pytest.mark.needs_shared, pytest.mark.slow,
               pytest.mark.xdist_group("pipeline_dicom")]
 
 PARTICIPANTS = {"philips": "philips", "xa30": "xa30", "ge": "ge"}
-EXPECTED = """
-.bidsignore
-README
-dataset_description.json
-derivatives/bidsdeid/sub-ge.html
-derivatives/bidsdeid/sub-ge_qc.json
-derivatives/bidsdeid/sub-philips.html
-derivatives/bidsdeid/sub-philips_qc.json
-derivatives/bidsdeid/sub-twin.html
-derivatives/bidsdeid/sub-twin_qc.json
-derivatives/bidsdeid/sub-xa30.html
-derivatives/bidsdeid/sub-xa30_qc.json
-participants.json
-participants.tsv
-sub-ge/func/sub-ge_task-unknown_bold.json
-sub-ge/func/sub-ge_task-unknown_bold.nii.gz
-sub-ge/sub-ge_scans.tsv
-sub-philips/anat/sub-philips_T1w.json
-sub-philips/anat/sub-philips_T1w.nii.gz
-sub-philips/dwi/sub-philips_dwi.bval
-sub-philips/dwi/sub-philips_dwi.bvec
-sub-philips/dwi/sub-philips_dwi.json
-sub-philips/dwi/sub-philips_dwi.nii.gz
-sub-philips/fmap/sub-philips_magnitude1.json
-sub-philips/fmap/sub-philips_magnitude1.nii.gz
-sub-philips/fmap/sub-philips_magnitude2.json
-sub-philips/fmap/sub-philips_magnitude2.nii.gz
-sub-philips/fmap/sub-philips_phase1.json
-sub-philips/fmap/sub-philips_phase1.nii.gz
-sub-philips/fmap/sub-philips_phase2.json
-sub-philips/fmap/sub-philips_phase2.nii.gz
-sub-philips/sub-philips_scans.tsv
-sub-twin/ses-1/func/sub-twin_ses-1_task-unknown_bold.json
-sub-twin/ses-1/func/sub-twin_ses-1_task-unknown_bold.nii.gz
-sub-twin/ses-1/sub-twin_ses-1_scans.tsv
-sub-twin/ses-2/func/sub-twin_ses-2_task-unknown_bold.json
-sub-twin/ses-2/func/sub-twin_ses-2_task-unknown_bold.nii.gz
-sub-twin/ses-2/sub-twin_ses-2_scans.tsv
-sub-twin/sub-twin_sessions.tsv
-sub-xa30/anat/sub-xa30_acq-tfl_T1w.json
-sub-xa30/anat/sub-xa30_acq-tfl_T1w.nii.gz
-sub-xa30/dwi/sub-xa30_dir-PA_dwi.bval
-sub-xa30/dwi/sub-xa30_dir-PA_dwi.bvec
-sub-xa30/dwi/sub-xa30_dir-PA_dwi.json
-sub-xa30/dwi/sub-xa30_dir-PA_dwi.nii.gz
-sub-xa30/fmap/sub-xa30_magnitude1.json
-sub-xa30/fmap/sub-xa30_magnitude1.nii.gz
-sub-xa30/fmap/sub-xa30_magnitude2.json
-sub-xa30/fmap/sub-xa30_magnitude2.nii.gz
-sub-xa30/fmap/sub-xa30_phasediff.json
-sub-xa30/fmap/sub-xa30_phasediff.nii.gz
-sub-xa30/func/sub-xa30_task-fa_bold.json
-sub-xa30/func/sub-xa30_task-fa_bold.nii.gz
-sub-xa30/perf/sub-xa30_asl.json
-sub-xa30/perf/sub-xa30_asl.nii.gz
-sub-xa30/perf/sub-xa30_aslcontext.tsv
-sub-xa30/sub-xa30_scans.tsv
-""".split()
+EXPECTED = [".bidsignore", "README", "dataset_description.json", "derivatives/bidsdeid/sub-ge.html", "derivatives/bidsdeid/sub-ge_qc.json", "derivatives/bidsdeid/sub-philips.html", "derivatives/bidsdeid/sub-philips_qc.json", "derivatives/bidsdeid/sub-twin.html", "derivatives/bidsdeid/sub-twin_qc.json", "derivatives/bidsdeid/sub-xa30.html", "derivatives/bidsdeid/sub-xa30_qc.json", "participants.json", "participants.tsv", "sub-ge/func/sub-ge_task-unknown_bold.json", "sub-ge/func/sub-ge_task-unknown_bold.nii.gz", "sub-ge/sub-ge_scans.tsv", "sub-philips/anat/sub-philips_T1w.json", "sub-philips/anat/sub-philips_T1w.nii.gz", "sub-philips/dwi/sub-philips_dwi.bval", "sub-philips/dwi/sub-philips_dwi.bvec", "sub-philips/dwi/sub-philips_dwi.json", "sub-philips/dwi/sub-philips_dwi.nii.gz", "sub-philips/fmap/sub-philips_magnitude1.json", "sub-philips/fmap/sub-philips_magnitude1.nii.gz", "sub-philips/fmap/sub-philips_magnitude2.json", "sub-philips/fmap/sub-philips_magnitude2.nii.gz", "sub-philips/fmap/sub-philips_phase1.json", "sub-philips/fmap/sub-philips_phase1.nii.gz", "sub-philips/fmap/sub-philips_phase2.json", "sub-philips/fmap/sub-philips_phase2.nii.gz", "sub-philips/sub-philips_scans.tsv", "sub-twin/ses-1/func/sub-twin_ses-1_task-unknown_bold.json", "sub-twin/ses-1/func/sub-twin_ses-1_task-unknown_bold.nii.gz", "sub-twin/ses-1/sub-twin_ses-1_scans.tsv", "sub-twin/ses-2/func/sub-twin_ses-2_task-unknown_bold.json", "sub-twin/ses-2/func/sub-twin_ses-2_task-unknown_bold.nii.gz", "sub-twin/ses-2/sub-twin_ses-2_scans.tsv", "sub-twin/sub-twin_sessions.tsv", "sub-xa30/anat/sub-xa30_acq-tfl_T1w.json", "sub-xa30/anat/sub-xa30_acq-tfl_T1w.nii.gz", "sub-xa30/dwi/sub-xa30_dir-PA_dwi.bval", "sub-xa30/dwi/sub-xa30_dir-PA_dwi.bvec", "sub-xa30/dwi/sub-xa30_dir-PA_dwi.json", "sub-xa30/dwi/sub-xa30_dir-PA_dwi.nii.gz", "sub-xa30/fmap/sub-xa30_magnitude1.json", "sub-xa30/fmap/sub-xa30_magnitude1.nii.gz", "sub-xa30/fmap/sub-xa30_magnitude2.json", "sub-xa30/fmap/sub-xa30_magnitude2.nii.gz", "sub-xa30/fmap/sub-xa30_phasediff.json", "sub-xa30/fmap/sub-xa30_phasediff.nii.gz", "sub-xa30/func/sub-xa30_task-fa_bold.json", "sub-xa30/func/sub-xa30_task-fa_bold.nii.gz", "sub-xa30/perf/sub-xa30_asl.json", "sub-xa30/perf/sub-xa30_asl.nii.gz", "sub-xa30/perf/sub-xa30_aslcontext.tsv", "sub-xa30/sub-xa30_scans.tsv"]
 DESCRIPTIONS = ("ADNI_Sag3D", "DTIphase_S2MB2", "fcMRI Field Mapping", "3DpCASL",
                 "Axial EPI-FMRI", "DCM2NIIX regression", "anat-T1w_acq-tfl", "DWI_dir80_PA",
                 "gre_field_mapping", "asl_2d_tra", "PhoenixZIPReport", "Cheng test")

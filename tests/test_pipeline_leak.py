@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import make_dicom_study
 from nibabel.nifti1 import Nifti1Header
 
 from bidsdeid.bids import sidecar, tables
 from bidsdeid.cli.run import main
 from bidsdeid.context import ParticipantContext
 from bidsdeid.utils.atomic import gzip_bytes, write_bytes
-from conftest import make_dicom_study
 
 pytestmark = [pytest.mark.needs_shared, pytest.mark.xdist_group("pipeline_leak")]
 

@@ -15,11 +15,10 @@ from types import SimpleNamespace
 
 import pydicom
 import pytest
-from pydicom.dataset import Dataset
-from pydicom.sequence import Sequence
-
 from conftest import copy_dicom_session, run_cli, tree_digest
 from pipeline_util import find_tokens, rewrite_dicom
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
 
 pytestmark = [pytest.mark.needs_shared, pytest.mark.slow,
               pytest.mark.xdist_group("pipeline_planted")]
@@ -56,7 +55,7 @@ DATES = ["20180918", "2018-09-18", "20220711", "2022-07-11"]
 STUDY_DAY = {"ge": dt.date(2018, 9, 18), "xa30": dt.date(2022, 7, 11)}
 
 
-def plant(name: str):  # noqa: ANN201 - returns an edit function
+def plant(name: str):
     born = STUDY_DAY[name].replace(year=STUDY_DAY[name].year - 93) - dt.timedelta(days=40)
 
     def edit(ds: Dataset) -> None:

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pydicom
 import pytest
-
-from bidsdeid.privacy.identifiers import GENERIC_WORDS
 from conftest import run_cli
 from pipeline_util import all_files, find_tokens
+
+from bidsdeid.privacy.identifiers import GENERIC_WORDS
 
 pytestmark = [pytest.mark.needs_shared, pytest.mark.xdist_group("pseudophi")]
 

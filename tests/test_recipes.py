@@ -15,7 +15,6 @@ import subprocess
 from dataclasses import dataclass, field
 
 import pytest
-
 from conftest import REPO
 
 
@@ -40,7 +39,7 @@ def docker_stages(text: str) -> list[Stage]:
         keyword, _, arg = line.partition(" ")
         keyword = keyword.upper()
         if keyword == "FROM":
-            m = re.match(r"(\S+)(?:\s+AS\s+(\S+))?", arg.strip(), re.I)
+            m = re.match(r"(\S+)(?:\s+AS\s+(\S+))?", arg.strip(), re.IGNORECASE)
             assert m, line
             stages.append(Stage(m.group(1), m.group(2)))
         elif stages:
@@ -69,7 +68,7 @@ def commands(script: str) -> list[str]:
 
 def def_sections(text: str) -> dict[str, str]:
     """The %sections of an Apptainer definition file."""
-    parts = re.split(r"^%(\w+)[^\n]*\n", text, flags=re.M)
+    parts = re.split(r"^%(\w+)[^\n]*\n", text, flags=re.MULTILINE)
     return {parts[i]: parts[i + 1] for i in range(1, len(parts), 2)}
 
 
@@ -139,7 +138,7 @@ def test_singularity_def_builds_the_same_thing(stages: dict[str, Stage],
     docker_steps = _build_steps([c for name in ("install", "templates")
                                  for run in stages[name].all("RUN") for c in commands(run)])
     assert _build_steps(commands(sections["post"])) == docker_steps == list(BUILD_STEPS)
-    env = dict(re.findall(r"^\s*export (\w+)=(\S+)", sections["environment"], re.M))
+    env = dict(re.findall(r"^\s*export (\w+)=(\S+)", sections["environment"], re.MULTILINE))
     docker = docker_env(stages["final"])
     docker.pop("HOME")  # Apptainer gives the user's (or, with --containall, an empty) HOME
     assert env == docker
@@ -165,7 +164,7 @@ def test_singularity_def_copies_what_the_install_needs(sections: dict[str, str])
 def test_ci_runs_the_readme_test_command() -> None:
     readme = (REPO / "README.md").read_text()
     ci = (REPO / ".ci" / "run").read_text()
-    blocks = re.findall(r"```\n(.*?)```", readme, re.S)
+    blocks = re.findall(r"```\n(.*?)```", readme, re.DOTALL)
     command_lines = [b.strip() for b in blocks if b.strip().startswith("bash scripts/")]
     assert "bash scripts/test.sh" in command_lines and "bash scripts/demo.sh" in command_lines
     assert any(shlex.split(line) == ["bash", "scripts/test.sh"] for line in ci.splitlines())

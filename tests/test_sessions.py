@@ -7,9 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import DICOM_SESSIONS, tree_digest
 
 from bidsdeid.cli.run import main
-from conftest import DICOM_SESSIONS, tree_digest
 
 pytestmark = [pytest.mark.needs_shared]
 

@@ -19,7 +19,7 @@ from typing import Any
 from bidsdeid import __version__
 from bidsdeid.bids import schema
 from bidsdeid.config import RunConfig
-from bidsdeid.utils.atomic import write_json, write_text
+from bidsdeid.utils.atomic import TMP_PREFIX, dumps_json, write_text
 from bidsdeid.utils.locks import file_lock
 
 FRAGMENT = "participants.json"
@@ -118,21 +118,35 @@ def _write_if_changed(path: Path, text: str) -> None:
     write_text(path, text)
 
 
+SHARED = ("README", ".bidsignore", "dataset_description.json", "participants.tsv",
+          "participants.json")
+
+
+def _remove_strays(out: Path) -> None:
+    """Temporary files of the shared files that a killed writer left (the caller holds
+    the lock, so no one else is writing them)."""
+    for entry in out.glob(TMP_PREFIX + "*"):
+        if any(entry.name.endswith("-" + name) for name in SHARED):
+            entry.unlink(missing_ok=True)
+
+
 def update_shared_files(config: RunConfig) -> None:
     """Rebuild the dataset-wide files of OUTPUT_DIR from the completed fragments."""
     out = config.output_dir
     out.mkdir(parents=True, exist_ok=True)
     with file_lock(config.state_dir / LOCK):
+        _remove_strays(out)
         rows = completed_rows(config)
         dates = {"modified": "shifted by one offset per participant",
                  "full": "kept", "off": "removed"}[config.deid.retain_longitudinal]
         _write_if_changed(out / "README", README.format(version=__version__, dates=dates))
         _write_if_changed(out / ".bidsignore", BIDSIGNORE)
-        write_json(out / "dataset_description.json", dataset_description(config))
+        _write_if_changed(out / "dataset_description.json",
+                          dumps_json(dataset_description(config)))
         if rows:
             tsv, side = participants_tsv(rows)
             _write_if_changed(out / "participants.tsv", tsv)
-            write_json(out / "participants.json", side)
+            _write_if_changed(out / "participants.json", dumps_json(side))
         else:
             for name in ("participants.tsv", "participants.json"):
                 (out / name).unlink(missing_ok=True)

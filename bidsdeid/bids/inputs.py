@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import json
 import re
 from pathlib import Path
 from typing import Any
 
 from bidsdeid.bids import filters, names, nifti, schema, sidecar, staging
 from bidsdeid.context import BidsImage, ParticipantContext
+from bidsdeid.errors import ExitCode, is_disk_full
 from bidsdeid.privacy.leakscan import Matcher, skipped_kinds
 
 STAGE = "copy BIDS inputs"
@@ -62,15 +64,36 @@ def collect_identifiers(ctx: ParticipantContext, meta: dict[str, Any]) -> None:
             ids.add_date(value[:10], f"sidecar {key}")
 
 
+def _invalid_sidecars(ctx: ParticipantContext) -> list[Path]:
+    """JSON files pybids would read for this participant that are not valid JSON (a
+    single one makes ``BIDSLayout`` raise). They are reported and left out; the images
+    go on with the metadata that remains."""
+    root = ctx.config.bids_dir
+    candidates = [p for p in root.glob("*.json") if p.name != "dataset_description.json"]
+    if ctx.bids_root is not None:
+        candidates += sorted(ctx.bids_root.rglob("*.json"))
+    bad = []
+    for path in candidates:
+        try:
+            json.loads(path.read_bytes())
+        except (OSError, ValueError):  # JSONDecodeError and UnicodeDecodeError
+            bad.append(path)
+            ctx.warn(STAGE, str(path.relative_to(root)), "left out: not a valid JSON file "
+                     "(the images go on without its metadata)", ExitCode.DATA)
+    return bad
+
+
 def _layout_files(ctx: ParticipantContext) -> list[Any]:
     from bids import BIDSLayout
     from bids.layout import BIDSLayoutIndexer
 
     label = re.escape(ctx.input_label)
+    bad_json = [re.compile("^/" + re.escape(str(p.relative_to(ctx.config.bids_dir))) + "$")
+                for p in _invalid_sidecars(ctx)]
     indexer = BIDSLayoutIndexer(validate=False, index_metadata=True, ignore=[
         re.compile(rf"/sub-(?!{label}(/|$))[^/_]*(/|$)"),  # other participants' folders
         re.compile(r"/(sourcedata|derivatives|code|stimuli)(/|$)"),
-        re.compile(r"/\.")])
+        re.compile(r"/\."), *bad_json])
     layout = BIDSLayout(str(ctx.config.bids_dir), validate=False, indexer=indexer)
     files = layout.get(subject=ctx.input_label, extension=[".nii", ".nii.gz"])
     return [(f, layout.get_metadata(f.path)) for f in sorted(files, key=lambda f: f.path)]
@@ -175,8 +198,14 @@ def _copy_one(ctx: ParticipantContext, path: Path, datatype: str, meta: dict[str
         return
     try:
         staging.stage_nifti(ctx, path, rel)
-    except (nifti.NiftiError, OSError) as exc:
-        ctx.error(STAGE, where, f"cannot copy this image ({type(exc).__name__})")
+    except nifti.NiftiError as exc:  # damaged input: left out, the others go on
+        ctx.warn(STAGE, where, f"left out: not a usable NIfTI image ({exc})", ExitCode.DATA)
+        return
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise
+        ctx.warn(STAGE, where, f"left out: cannot read this image ({exc.strerror or exc})",
+                 ExitCode.DATA)
         return
     image = BidsImage(rel_path=rel, datatype=datatype, suffix=suffix,
                       entities=dict(names.ordered(out_entities)),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import io
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,10 @@ def read_image_bytes(path: Path) -> bytes:
     """The bytes of a ``.nii`` or ``.nii.gz`` file (decompressed)."""
     data = Path(path).read_bytes()
     if data[:2] == b"\x1f\x8b":
-        return gzip.decompress(data)
+        try:
+            return gzip.decompress(data)
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:  # a cut or damaged file
+            raise NiftiError("damaged gzip data") from exc
     return data
 
 

@@ -16,7 +16,7 @@ from pydicom.dataset import Dataset
 from bidsdeid.context import ParticipantContext
 from bidsdeid.convert.facts import FactsCollector
 from bidsdeid.dicom.index import index_participant
-from bidsdeid.errors import DataError
+from bidsdeid.errors import DataError, ExitCode
 
 HEADER_HOOKS = "header_hooks"
 """``ctx.results`` key: functions called with every header read, after the identifiers
@@ -50,7 +50,8 @@ def read_inputs(ctx: ParticipantContext) -> None:
     for skipped in ctx.dicom.skipped:
         rel = skipped.path.relative_to(cfg.bids_dir) if skipped.path.is_relative_to(
             cfg.bids_dir) else skipped.path
-        ctx.warn("load inputs", str(rel), f"skipped: {skipped.reason}")
+        ctx.warn("load inputs", str(rel), f"skipped: {skipped.reason}",
+                 None if skipped.harmless else ExitCode.DATA)
     bids_root = cfg.bids_dir / f"sub-{ctx.input_label}"
     ctx.bids_root = bids_root if bids_root.is_dir() else None
     if not ctx.dicom.series and ctx.bids_root is None:

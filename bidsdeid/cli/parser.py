@@ -44,8 +44,7 @@ def _label(value: str) -> str:
     """A BIDS label, with or without its ``sub-``/``ses-`` prefix."""
     v = value.strip()
     for prefix in ("sub-", "ses-"):
-        if v.startswith(prefix):
-            v = v[len(prefix):]
+        v = v.removeprefix(prefix)
     if not LABEL_RE.match(v):
         raise argparse.ArgumentTypeError(
             f"{value!r} is not a BIDS label (letters and digits only, e.g. 01 or sub-01)")

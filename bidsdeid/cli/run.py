@@ -20,8 +20,15 @@ from pathlib import Path
 from bidsdeid import __version__
 from bidsdeid.cli.parser import build_parser
 from bidsdeid.config import DefaceOptions, DeidOptions, RunConfig
-from bidsdeid.errors import (BidsdeidError, CannotCreateOutput, ExitCode, MissingInputError,
-                             NotImplementedOption, UsageError)
+from bidsdeid.errors import (
+    BidsdeidError,
+    CannotCreateOutput,
+    ExitCode,
+    MissingInputError,
+    NotImplementedOption,
+    UsageError,
+    worst,
+)
 
 log = logging.getLogger("bidsdeid")
 
@@ -171,6 +178,13 @@ def setup_logging(verbosity: int, log_file: Path | None) -> None:
         fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         root.addHandler(fh)
     root.propagate = False
+    # Python warnings (pydicom's quote header values: PHI) go to the private log only
+    logging.captureWarnings(True)
+    warnings_log = logging.getLogger("py.warnings")
+    for h in list(warnings_log.handlers):
+        warnings_log.removeHandler(h)
+    warnings_log.addHandler(root.handlers[-1] if log_file is not None else logging.NullHandler())
+    warnings_log.propagate = False
 
 
 def _set_thread_env(config: RunConfig) -> None:
@@ -300,9 +314,9 @@ def _run_level(config: RunConfig) -> ExitCode:
         log.error("%s", summary)
     else:
         print(f"bidsdeid: {summary}")
-    if failed or found.invalid:
-        return ExitCode.FAILURE
-    return ExitCode.SUCCESS
+    # bad input (65) also when every participant completed without the damaged files
+    return worst([r.exit_code or (ExitCode.FAILURE if r.status == "failed" else 0)
+                  for r in results] + ([ExitCode.DATA] if found.invalid else []))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -99,7 +99,10 @@ def _describe(path: Path, stem: str) -> Output:
     postfix = stem[len(BASENAME):]
     sidecar_path = path.with_suffix(".json")
     try:
-        sidecar = json.loads(sidecar_path.read_text(encoding="utf-8", errors="replace"))
+        # strict=False: dcm2niix copies control characters of a description into the
+        # JSON strings unescaped; strict parsing would lose the whole sidecar
+        sidecar = json.loads(sidecar_path.read_text(encoding="utf-8", errors="replace"),
+                             strict=False)
     except (OSError, json.JSONDecodeError):
         sidecar = {}
     out = Output(nii=path, sidecar=sidecar if isinstance(sidecar, dict) else {},

@@ -80,6 +80,7 @@ _MACRO = {
     "EffectiveEchoTime": "MREchoSequence", "InversionTimes": "MRModifierSequence",
     "DiffusionBValue": "MRDiffusionSequence", "TemporalPositionIndex": "FrameContentSequence",
     "ASLContext": "MRArterialSpinLabelingSequence", "ImagePositionPatient": "PlanePositionSequence",
+    "ImageOrientationPatient": "PlaneOrientationSequence",
     "RepetitionTime": "MRTimingAndRelatedParametersSequence",
     "FlipAngle": "MRTimingAndRelatedParametersSequence",
 }
@@ -175,6 +176,7 @@ class FileFacts:
     complex_components: frozenset[str] = frozenset()
     asl_contexts: tuple[tuple[int, str], ...] = ()  # (temporal position, context)
     positions: tuple[tuple[float, float, float], ...] = ()
+    orientations: frozenset[tuple[float, ...]] = frozenset()  # ImageOrientationPatient
     groups: frozenset[tuple[int, str]] = frozenset()  # (echo number, complex component)
     acq_datetime: dt.datetime | None = None
     instance_number: int | None = None
@@ -186,6 +188,15 @@ def _position(value: Any) -> tuple[float, float, float] | None:
         return (x, y, z)
     except (TypeError, ValueError):
         return None
+
+
+def _direction(value: Any) -> tuple[float, ...] | None:
+    """ImageOrientationPatient rounded to 3 decimals (six direction cosines)."""
+    try:
+        cosines = tuple(round(float(v), 3) + 0.0 for v in value)
+    except (TypeError, ValueError):
+        return None
+    return cosines if len(cosines) == 6 else None
 
 
 def _component(image_type: Iterable[str], explicit: Any) -> str:
@@ -212,6 +223,7 @@ def file_facts(ds: Dataset) -> FileFacts:
     components: set[str] = set()
     asl: list[tuple[int, str]] = []
     positions: list[tuple[float, float, float]] = []
+    orientations: set[tuple[float, ...]] = set()
     groups: set[tuple[int, str]] = set()
     frames = _items(ds, _PER_FRAME)
     shared_items = _items(ds, _SHARED)
@@ -242,6 +254,9 @@ def file_facts(ds: Dataset) -> FileFacts:
             pos = _position(read.get(frame, "ImagePositionPatient"))
             if pos is not None:
                 positions.append(pos)
+            direction = _direction(read.get(frame, "ImageOrientationPatient"))
+            if direction is not None:
+                orientations.add(direction)
             groups.add((round(te * 1000) if te is not None else 0, comp))
     else:
         te = _num(ds.get("EchoTime"))
@@ -262,6 +277,9 @@ def file_facts(ds: Dataset) -> FileFacts:
         pos = _position(ds.get("ImagePositionPatient"))
         if pos is not None:
             positions.append(pos)
+        direction = _direction(ds.get("ImageOrientationPatient"))
+        if direction is not None:
+            orientations.add(direction)
         groups.add((echo_numbers[0], comp))
     inst = ds.get("InstanceNumber")
     try:
@@ -275,7 +293,8 @@ def file_facts(ds: Dataset) -> FileFacts:
         echo_times=tuple(echo_times), inversion_times=tuple(inversion),
         repetition_time=tr, flip_angle=flip, b_values=tuple(b_values),
         complex_components=frozenset(components), asl_contexts=tuple(asl),
-        positions=tuple(positions), groups=frozenset(groups),
+        positions=tuple(positions), orientations=frozenset(orientations),
+        groups=frozenset(groups),
         acq_datetime=acquisition_datetime(ds), instance_number=inst_n)
 
 

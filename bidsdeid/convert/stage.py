@@ -1,7 +1,8 @@
 """Stage 3: DICOM series -> scrubbed BIDS images under ``ctx.staging``.
 
 1. decide every series (:mod:`bidsdeid.convert.plan`: quarantine, heuristic, mapping);
-2. run dcm2niix on the original files of each series to convert, in parallel
+2. leave out series whose slices cannot make a correct image (:mod:`.geometry`), then
+   run dcm2niix on the original files of each series to convert, in parallel
    (``--nprocs``), in the private work dir; a failure is an error for that series and
    the others go on;
 3. name the images (:mod:`bidsdeid.convert.naming`), drop those the
@@ -24,10 +25,12 @@ from typing import Any
 
 from bidsdeid.bids import filters, names, schema, sidecar, staging
 from bidsdeid.context import BidsImage, ParticipantContext
-from bidsdeid.convert import asl, dcm2niix
+from bidsdeid.convert import asl, dcm2niix, geometry
+from bidsdeid.convert.facts import facts_of
 from bidsdeid.convert.heuristic import Decision
 from bidsdeid.convert.naming import Named, number_repeats, roles, short_name
 from bidsdeid.convert.plan import Plan, decide, log_decisions, write_table
+from bidsdeid.errors import ExitCode
 from bidsdeid.privacy.leakscan import Matcher, skipped_kinds
 from bidsdeid.utils.atomic import write_json
 
@@ -46,6 +49,22 @@ def _asl_without_context(ctx: ParticipantContext, plans: list[Plan]) -> None:
                 p.notes.append(f"left out: {why}")
                 p.decision = Decision("exclude", f"arterial spin labelling: {why}",
                                       source=d.source)
+
+
+def _broken_geometry(ctx: ParticipantContext, plans: list[Plan]) -> None:
+    """Series whose slices cannot make a correct image (a missing slice, two
+    orientations) are left out before converting: dcm2niix would make a wrong image of
+    them and exit 0 (:mod:`bidsdeid.convert.geometry`). Bad input: exit code 65."""
+    collected = ctx.results.get("dicom_facts", {})
+    for p in plans:
+        if not p.decision.converts:
+            continue
+        facts = [ff for ff in (facts_of(f, collected) for f in p.series.files) if ff]
+        why = geometry.problem(facts)
+        if why:
+            ctx.warn(STAGE, p.where, f"left out: {why}", ExitCode.DATA)
+            p.notes.append(f"left out: {why}")
+            p.decision = Decision("exclude", f"slice geometry: {why}", source=p.decision.source)
 
 
 def _convert_all(ctx: ParticipantContext, plans: list[Plan]) -> None:
@@ -189,6 +208,7 @@ def run(ctx: ParticipantContext) -> None:
     log_decisions(ctx, plans, matcher.first)
     t1 = time.monotonic()
     _asl_without_context(ctx, plans)
+    _broken_geometry(ctx, plans)
     _convert_all(ctx, plans)
     t2 = time.monotonic()
     items = _safe_names(ctx, _named(ctx, plans), matcher)

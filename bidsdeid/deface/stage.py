@@ -31,6 +31,7 @@ import nibabel as nib
 import numpy as np
 
 from bidsdeid.bids import age as age_mod
+from bidsdeid.bids.staging import sidecar_rel
 from bidsdeid.context import BidsImage, ParticipantContext
 from bidsdeid.deface import library, registry
 from bidsdeid.deface.nifti_io import write_mask
@@ -42,7 +43,7 @@ from bidsdeid.deface.session import (
     deface_session,
     load_image,
 )
-from bidsdeid.errors import BidsdeidError
+from bidsdeid.errors import BidsdeidError, ExitCode
 from bidsdeid.utils.atomic import copy_file, write_json
 
 log = logging.getLogger("bidsdeid")
@@ -100,6 +101,7 @@ def run(ctx: ParticipantContext) -> None:
                      "anatomical images are published with their faces")
         return
     selected, skipped = _selected(ctx)
+    selected = [im for im in selected if not _leave_out_flat(ctx, im)]
     results: list[DefaceResult] = ctx.results.setdefault("deface", [])
     for im in skipped:
         ctx.warn(STAGE, im.rel_path, "not defaced (--deface-modalities): published with "
@@ -113,6 +115,22 @@ def run(ctx: ParticipantContext) -> None:
         by_session[im.session].append(im)
     for session in sorted(by_session, key=lambda s: (s is not None, s or "")):
         _run_session(ctx, by_session[session], session, results)
+
+
+def _leave_out_flat(ctx: ParticipantContext, im: BidsImage) -> bool:
+    """A 2D image (one slice) cannot be registered nor defaced, so it cannot be
+    published safely: it is left out (bad input, exit 65) and the others go on."""
+    staged = ctx.stage_path(im.rel_path)
+    shape = tuple(nib.load(str(staged)).shape)
+    if len(shape) >= 3 and min(shape[:3]) >= 2:
+        return False
+    ctx.warn(STAGE, im.rel_path, "left out: a 2D image (shape "
+             f"{'x'.join(map(str, shape))}) cannot be defaced", ExitCode.DATA)
+    for rel in (im.rel_path, sidecar_rel(im.rel_path), *im.extra_files):
+        with contextlib.suppress(FileNotFoundError):
+            ctx.stage_path(rel).unlink()
+    ctx.images.remove(im)
+    return True
 
 
 def _run_session(ctx: ParticipantContext, images: list[BidsImage], session: str | None,

@@ -4,7 +4,14 @@ Reads ``BIDS_DIR/sourcedata/sub-<label>[/ses-<label>]/**`` with any nesting and 
 file names (extension or not). Every file is either indexed or reported as skipped
 with a reason (DICOMDIR, not DICOM, truncated, unreadable, ...): nothing is lost
 silently. Pixel data is never loaded here; a truncated file is detected by comparing
-the declared pixel data length with the file size.
+the declared pixel data length with the file size, by a header element shorter than
+its declared length (pydicom reads such a file without complaint), and by an image
+object (Rows, Columns) that ends before its pixel data.
+
+A skipped file is *harmless* when it is plainly not scan data: DICOMDIR, system files,
+hidden folders, and files that are not DICOM and do not claim to be (no ``DICM``
+magic, no ``.dcm``/``.ima`` name: a text note, a picture). Everything else skipped
+(damaged or unreadable DICOM, links not followed) is bad input: the run exits 65.
 """
 
 from __future__ import annotations
@@ -26,14 +33,20 @@ MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 _LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT",
              b"UV"}
 _SKIP_NAMES = {"dicomdir", ".ds_store", "thumbs.db", "desktop.ini"}
+_DICOM_SUFFIXES = (".dcm", ".dicom", ".ima", ".dc3")
 
 
 @dataclass
 class SkippedFile:
-    """A file under sourcedata that is not converted, and why (reported, never silent)."""
+    """A file under sourcedata that is not converted, and why (reported, never silent).
+
+    ``harmless``: plainly not scan data (see the module docstring); otherwise the file
+    may have held data that is now missing, and the run says so with exit code 65.
+    """
 
     path: Path
     reason: str
+    harmless: bool = False
 
 
 @dataclass
@@ -110,7 +123,7 @@ def iter_files(root: Path, skipped: list[SkippedFile]) -> Iterator[Path]:
             if p.is_symlink():
                 skipped.append(SkippedFile(p, "symbolic link to a folder (not followed)"))
             elif d.startswith("."):
-                skipped.append(SkippedFile(p, "hidden folder"))
+                skipped.append(SkippedFile(p, "hidden folder", harmless=True))
             else:
                 keep_dirs.append(d)
         dirnames[:] = keep_dirs
@@ -122,7 +135,7 @@ _PIXEL_TAGS = {b"\xe0\x7f\x10\x00", b"\xe0\x7f\x08\x00", b"\xe0\x7f\x09\x00",
                b"\x7f\xe0\x00\x10", b"\x7f\xe0\x00\x08", b"\x7f\xe0\x00\x09"}
 
 
-def _pixel_data_check(fp: "pydicom.filebase.ReadableBuffer", size: int,
+def _pixel_data_check(fp: pydicom.filebase.ReadableBuffer, size: int,
                       ds: Dataset) -> tuple[bool, str | None]:
     """With ``fp`` where ``stop_before_pixels`` left it, check the pixel data element.
 
@@ -166,6 +179,28 @@ class _Read:
     ds: Dataset | None
     file: DicomFile | None
     problem: str | None
+    harmless: bool = False  # a skipped file that is plainly not scan data
+
+
+def _short_element(ds: Dataset) -> bool:
+    """True if a top-level element holds fewer bytes than its declared length (the file
+    ends inside it). Looks at the raw elements only, so call it before values are used."""
+    for tag in list(ds.keys()):
+        raw = ds.get_item(tag)
+        value = getattr(raw, "value", None)
+        length = getattr(raw, "length", None)
+        if (isinstance(value, bytes) and isinstance(length, int)
+                and length != 0xFFFFFFFF and len(value) < length):
+            return True
+    return False
+
+
+def _claims_dicom(path: Path, fp: pydicom.filebase.ReadableBuffer) -> bool:
+    """A ``.dcm``-like name or the DICM magic: the file says it is DICOM."""
+    fp.seek(128)
+    magic = fp.read(4) == b"DICM"
+    fp.seek(0)
+    return magic or path.name.lower().endswith(_DICOM_SUFFIXES)
 
 
 def read_header(path: Path) -> _Read:
@@ -173,7 +208,7 @@ def read_header(path: Path) -> _Read:
     name = path.name.lower()
     if name in _SKIP_NAMES:
         return _Read(path, None, None, "DICOMDIR or system file (ignored)"
-                     if name == "dicomdir" else "system file (ignored)")
+                     if name == "dicomdir" else "system file (ignored)", harmless=True)
     try:
         st = path.stat()
     except OSError as exc:
@@ -184,17 +219,25 @@ def read_header(path: Path) -> _Read:
         return _Read(path, None, None, "empty file (0 bytes)")
     try:
         with open(path, "rb") as fp:
+            claims = _claims_dicom(path, fp)
             try:
                 ds = pydicom.dcmread(fp, stop_before_pixels=True)
             except InvalidDicomError:
                 fp.seek(0)
-                ds = pydicom.dcmread(fp, stop_before_pixels=True, force=True)
-                if "SOPInstanceUID" not in ds or "SOPClassUID" not in ds:
-                    return _Read(path, None, None, "not a DICOM file")
+                try:
+                    ds = pydicom.dcmread(fp, stop_before_pixels=True, force=True)
+                except Exception:  # noqa: BLE001 - forced reads of non-DICOM bytes
+                    ds = None
+                if ds is None or "SOPInstanceUID" not in ds or "SOPClassUID" not in ds:
+                    return _Read(path, None, None, "not a DICOM file", harmless=not claims)
+            if _short_element(ds):
+                return _Read(path, None, None, "truncated (ends inside a header element)")
             has_pixels, problem = _pixel_data_check(fp, st.st_size, ds)
     except PermissionError:
         return _Read(path, None, None, "cannot read (permission denied)")
     except OSError as exc:
+        if exc.errno is None:  # pydicom's own OSError: the bytes, not the disk
+            return _Read(path, None, None, "not a readable DICOM file (truncated or damaged)")
         return _Read(path, None, None, f"cannot read ({exc.strerror or exc})")
     except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds on corrupt input
         return _Read(path, None, None, f"not a readable DICOM file ({type(exc).__name__})")
@@ -203,7 +246,9 @@ def read_header(path: Path) -> _Read:
     meta = getattr(ds, "file_meta", None)
     media_class = str(getattr(meta, "MediaStorageSOPClassUID", "")) if meta else ""
     if media_class == MEDIA_STORAGE_DIRECTORY or "DirectoryRecordSequence" in ds:
-        return _Read(path, None, None, "DICOMDIR (ignored)")
+        return _Read(path, None, None, "DICOMDIR (ignored)", harmless=True)
+    if not has_pixels and "Rows" in ds and "Columns" in ds:
+        return _Read(path, None, None, "image without pixel data (truncated or damaged)")
     try:
         sop_class = str(ds.SOPClassUID)
         sop_inst = str(ds.SOPInstanceUID)
@@ -257,7 +302,8 @@ def index_participant(bids_dir: Path, label: str, *,
                 continue
             r = read_header(path)
             if r.problem or r.ds is None or r.file is None:
-                result.skipped.append(SkippedFile(path, r.problem or "unreadable"))
+                result.skipped.append(SkippedFile(path, r.problem or "unreadable",
+                                                  harmless=r.harmless))
                 continue
             if on_header is not None:
                 on_header(r.ds)

@@ -39,6 +39,7 @@ from bidsdeid.dicom.deidentify import (
     attribute_name,
     private_name,
 )
+from bidsdeid.dicom.pixelcheck import GEOMETRY_TAGS, native_problem, raw_geometry_value
 from bidsdeid.dicom.unlisted import normalise_vr
 from bidsdeid.dicom.values import DATE_TIME_PAIRS, TIME_TO_DATE, cap_age, decode_text, encode_text
 
@@ -101,6 +102,8 @@ class RawEngine:
         self.enhanced = False
         self.implicit = False
         self.transfer_syntax = ""  # of the last file run
+        self.encapsulated = False
+        self.geometry: dict[str, int | None] = {}  # Rows, Columns, ... (pixelcheck)
         self.buf: bytes | mmap.mmap = b""
 
     # -- entry point ------------------------------------------------------------------
@@ -110,12 +113,23 @@ class RawEngine:
         if len(buf) < 144 or bytes(buf[128:132]) != b"DICM":
             raise Unsupported("no DICOM preamble")
         self.buf = buf
+        try:
+            return self._run(buf, descriptors)
+        except (struct.error, IndexError, KeyError, AttributeError, UnicodeError,
+                ValueError) as exc:
+            # a damaged structure the walk could not follow: the pydicom engine decides
+            raise Unsupported(f"damaged structure ({type(exc).__name__})") from exc
+
+    def _run(self, buf: bytes | mmap.mmap, descriptors: dict[str, str] | None
+             ) -> tuple[bytes, list[Chunk], FileReport]:
         pos, meta_tags, ts = self._meta(132)
         uid = UID(ts)
         if not uid.is_transfer_syntax or uid.is_deflated or not uid.is_little_endian:
             raise Unsupported("transfer syntax")
         self.implicit = uid.is_implicit_VR
         self.transfer_syntax = ts
+        self.encapsulated = uid.is_encapsulated
+        self.geometry = {}
         self.enhanced = False
         report = self.deid.begin(descriptors, "raw")
         for tag in meta_tags:
@@ -127,7 +141,8 @@ class RawEngine:
             raise Unsupported("trailing bytes")
         for tag, chunk in level.out:
             if tag == SOP_INSTANCE_UID and isinstance(chunk, bytes):  # the value written
-                report.sop_instance_uid = decode_text(chunk[8:])[0] if len(chunk) > 8 else ""
+                report.sop_instance_uid = (decode_text(chunk[8:]) or [""])[0] \
+                    if len(chunk) > 8 else ""
         level.out = [(t, c) for t, c in level.out if t not in TOP_LEVEL_ADDED]
         level.out.extend(self._added_bytes())
         level.out.sort(key=lambda tc: tc[0])
@@ -195,6 +210,8 @@ class RawEngine:
             return tag, None, _unpack_i(buf, pos + 4)[0], 8
         vr = bytes(buf[pos + 4:pos + 6]).decode("latin-1")
         if vr in LONG_VRS:
+            if pos + 12 > len(buf):
+                raise Unsupported("truncated")
             return tag, vr, _unpack_i(buf, pos + 8)[0], 12
         return tag, vr, _unpack_h(buf, pos + 6)[0], 8
 
@@ -203,10 +220,19 @@ class RawEngine:
         """Process elements from ``pos`` to ``end`` (or to an item delimiter)."""
         lv = _Level()
         limit = end if end is not None else len(self.buf)
+        last, pixels = -1, 0
         while pos < limit:
             tag, vr, length, hdr = self._header(pos, implicit)
             if tag == ITEM_DELIM and end is None:
                 return self._finish(lv, implicit, prefix), pos + 8
+            # elements out of order, or a second pixel data element: a damaged file (an
+            # element made pixel data would be copied unchecked); pydicom decides
+            if tag <= last:
+                raise Unsupported("elements out of order")
+            last = tag
+            pixels += top and tag in PIXEL_TAGS
+            if pixels > 1:
+                raise Unsupported("more than one pixel data element")
             vpos = pos + hdr
             if length != UNDEF and vpos + length > len(self.buf):
                 raise Unsupported("element runs past the end of the file")
@@ -225,6 +251,14 @@ class RawEngine:
             sop_class = self.buf[vpos:vpos + length].decode("latin-1").strip(" \x00")
             self.deid.report.sop_class_uid = sop_class
             self.enhanced = P.is_enhanced(sop_class)
+        if top and tag in GEOMETRY_TAGS and length != UNDEF:
+            self.geometry[GEOMETRY_TAGS[tag]] = raw_geometry_value(
+                tag, bytes(self.buf[vpos:vpos + length]))
+        if top and tag in PIXEL_TAGS and length != UNDEF:  # pixelcheck: really the image?
+            problem = ("encapsulated pixel data with a defined length" if self.encapsulated
+                       and tag == 0x7FE00010 else native_problem(tag, length, self.geometry))
+            if problem:
+                raise Unsupported(problem)
         if top and (tag in FLAG_TAGS or tag in PIXEL_TAGS):
             if tag in PIXEL_TAGS:
                 self.deid.report.has_pixels = True

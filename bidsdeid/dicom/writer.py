@@ -37,10 +37,11 @@ from pydicom.uid import UID, ExplicitVRLittleEndian
 from bidsdeid.dicom import geometry, pixelstream
 from bidsdeid.dicom.deidentify import Deidentifier, FileReport
 from bidsdeid.dicom.facemask import SeriesFace
+from bidsdeid.dicom.pixelcheck import dataset_problem
 from bidsdeid.dicom.pixels import FileFace, PixelRefused
 from bidsdeid.dicom.rawengine import Range, RawEngine, Unsupported
 from bidsdeid.dicom.selfcheck import LeakChecker
-from bidsdeid.errors import DataError
+from bidsdeid.errors import BidsdeidError, DataError
 from bidsdeid.utils.atomic import atomic_open
 
 _BLOCK = 1 << 20
@@ -134,21 +135,38 @@ class FileDeidentifier:
         except Exception as exc:
             raise DataError(f"{where}: cannot be read for de-identification "
                             f"({type(exc).__name__})") from exc
-        pixels = _dataset_face(ds, face) if face is not None else None
-        report = self.deid.dataset(ds, descriptors)
-        if self._refused(report):
-            return report
-        if pixels is not None:
-            _deface_dataset(ds, *pixels, report)
-        head = Dataset()
-        head.update({t: ds.get_item(t)
-                     for t in ds.keys() if int(t) not in _PIXEL_TAGS})  # noqa: SIM118
-        head.file_meta = ds.file_meta
-        buf = io.BytesIO()
-        head.save_as(buf, enforce_file_format=True)
+        if sum(1 for t in _PIXEL_TAGS if t in ds) > 1:
+            raise DataError(f"{where}: more than one pixel data element (a damaged file)")
+        try:
+            problem = dataset_problem(ds)
+            if problem:  # a damaged file whose "pixel data" may be header text
+                raise DataError(f"{where}: {problem} (a damaged file)")
+            pixels = _dataset_face(ds, face) if face is not None else None
+            report = self.deid.dataset(ds, descriptors)
+            if self._refused(report):
+                return report
+            if pixels is not None:
+                _deface_dataset(ds, *pixels, report)
+            head = Dataset()
+            head.update({t: ds.get_item(t)
+                         for t in ds.keys() if int(t) not in _PIXEL_TAGS})  # noqa: SIM118
+            head.file_meta = ds.file_meta
+            buf = io.BytesIO()
+            head.save_as(buf, enforce_file_format=True)
+        except (BidsdeidError, PixelRefused):
+            raise
+        except Exception as exc:
+            raise DataError(f"{where}: damaged DICOM that cannot be de-identified "
+                            f"({type(exc).__name__})") from exc
         self._check(buf.getvalue(), where, report)
-        with atomic_open(dst, "wb", durable=False) as out:
-            ds.save_as(out, enforce_file_format=True)
+        try:
+            with atomic_open(dst, "wb", durable=False) as out:
+                ds.save_as(out, enforce_file_format=True)
+        except OSError:
+            raise
+        except Exception as exc:
+            raise DataError(f"{where}: damaged DICOM that cannot be written "
+                            f"({type(exc).__name__})") from exc
         return report
 
     def _refused(self, report: FileReport) -> bool:

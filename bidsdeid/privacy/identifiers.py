@@ -190,7 +190,7 @@ class Identifiers:
                 if text and text not in UID_dictionary and not text.startswith(
                         "1.2.840.10008."):
                     self.add("uid", text, kw)
-            elif kw in _KEYWORD_KINDS and _KEYWORD_KINDS[kw]:
+            elif _KEYWORD_KINDS.get(kw):
                 self.add(_KEYWORD_KINDS[kw], text, kw)
 
     def add_dataset_fast(self, ds: Dataset) -> None:

@@ -26,7 +26,6 @@ reuses :func:`scan_tree` over the whole OUTPUT_DIR.
 from __future__ import annotations
 
 import base64
-from html.parser import HTMLParser
 import binascii
 import gzip
 import os
@@ -36,6 +35,7 @@ import unicodedata
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
+from html.parser import HTMLParser
 from pathlib import Path
 
 from bidsdeid.context import ParticipantContext
