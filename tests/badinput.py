@@ -613,3 +613,19 @@ def corpus_table() -> str:
         lines.append(f"| {c.kind} | {c.expect.exit_code} | {'<br>'.join(said) or '-'} "
                      f"| {c.outcome} |")
     return "\n".join(lines) + "\n"
+
+
+README_BEGIN, README_END = "<!-- corpus:begin -->", "<!-- corpus:end -->"
+
+
+def readme_table() -> str:
+    """The corpus in README.md (input kind, exit code, outcome), between the markers."""
+    lines = [README_BEGIN, "| input kind | exit | outcome |", "|---|---|---|"]
+    lines += [f"| {c.kind} | {c.expect.exit_code} | {c.outcome} |" for c in CASES]
+    return "\n".join([*lines, README_END])
+
+
+def with_readme_table(readme: str) -> str:
+    """``readme`` with its corpus block replaced by :func:`readme_table`."""
+    start, end = readme.index(README_BEGIN), readme.index(README_END) + len(README_END)
+    return readme[:start] + readme_table() + readme[end:]

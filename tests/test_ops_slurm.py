@@ -205,7 +205,7 @@ def test_array_then_group_equals_a_local_run_and_names_the_failures(
     assert gone_task not in tasks  # a pending task cancelled leaves no record at all
     by_label = {label: tasks[str(i + 1)] for i, label in enumerate(sorted(PARTICIPANTS))
                 if label != "gone"}
-    assert by_label["bad"] == ("FAILED", "1:0")
+    assert by_label["bad"] == ("FAILED", "65:0")  # bad input data: exit 65
     assert all(by_label[lab] == ("COMPLETED", "0:0") for lab in ("ge", "nv", "xa")), by_label
     assert group_state == ("FAILED", "1:0")
     logs = private / "slurm"
@@ -234,7 +234,7 @@ def test_array_then_group_equals_a_local_run_and_names_the_failures(
     local = subprocess.run([str(BIDSDEID_BIN), str(study), str(local_out), "participant",
                             *common, "--sloppy", "--nprocs", "1", "--omp-nthreads", "1"],
                            env=env, capture_output=True, text=True)
-    assert local.returncode == 1 and "sub-bad FAILED" in local.stderr
+    assert local.returncode == 65 and "sub-bad FAILED" in local.stderr
     assert subprocess.run([str(BIDSDEID_BIN), str(study), str(local_out), "group", *common],
                           env=env, capture_output=True, text=True).returncode == 1
     slurm_tree, local_tree = tree_digest(out), tree_digest(local_out)

@@ -182,3 +182,14 @@ def test_corpus_table_is_current() -> None:
         path.write_text(table, encoding="utf-8")
     assert path.read_text(encoding="utf-8") == table, (
         "tests/CORPUS.md is out of date: rerun with BIDSDEID_WRITE_CORPUS=1")
+
+
+def test_readme_corpus_table_is_current() -> None:
+    """README.md shows the same cases (input kind, exit, outcome) between its markers."""
+    path = REPO / "README.md"
+    readme = path.read_text(encoding="utf-8")
+    if os.environ.get("BIDSDEID_WRITE_CORPUS") == "1":
+        path.write_text(badinput.with_readme_table(readme), encoding="utf-8")
+        readme = path.read_text(encoding="utf-8")
+    assert badinput.readme_table() in readme, (
+        "README.md's corpus table is out of date: rerun with BIDSDEID_WRITE_CORPUS=1")
