@@ -111,6 +111,10 @@ def main() -> int:
     print(f"target 1.5 x dcm2niix + header time = {budget:.2f} s: "
           f"{'MET' if ours <= budget else 'NOT MET'} (bidsdeid {ours:.2f} s, "
           f"{ours - budget:+.2f} s)")
+    qc = stages.get("QC reports", 0.0)
+    print(f"  without the QC stage (renders of the published anatomical images, which "
+          f"dcm2niix does not make; {qc:.2f} s): {ours - qc:.2f} s: "
+          f"{'MET' if ours - qc <= budget else 'NOT MET'} ({ours - qc - budget:+.2f} s)")
     print(f"peak memory {peak:.0f} MB: {'MET' if peak < 1024 else 'NOT MET'} (target < 1024 MB)")
     return 0
 

@@ -115,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cpus-per-task", type=int, default=1)
     ap.add_argument("--pool", action="store_true", help="a process pool even if SLURM works")
     ap.add_argument("--sloppy", action="store_true", help="fast registration preset")
+    ap.add_argument("--no-warmup", action="store_true",
+                    help="measure N=1 cold (no warm-up run first)")
     args = ap.parse_args(argv)
     if not (SHARED / "nifti").is_dir():
         print(f"real data not found at {SHARED} (set BIDSDEID_SHARED_DATA)", file=sys.stderr)
@@ -137,6 +139,13 @@ def main(argv: list[str] | None = None) -> int:
               f"on {os.cpu_count()} CPUs")
         print(f"{'N':>3} {'total s':>8} {'per participant s':>18} {'total/N s':>10} "
               f"{'per wave s':>11} {'group s':>8}")
+        if not args.no_warmup:  # a first run pays for cold disk caches and imports
+            warm = labels_all[:1]
+            if mode.startswith("SLURM"):
+                run_slurm(study, warm, root / "warmup", args.cpus_per_task, extra)
+            else:
+                run_pool(study, warm, root / "warmup", args.cpus_per_task, slots, extra)
+            print("(one warm-up participant run first, not counted)")
         rows = []
         for n in args.n:
             out = root / f"out{n}"

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
 from pydicom.errors import InvalidDicomError
 
 from bidsdeid.errors import DataError
@@ -264,6 +265,21 @@ def read_header(path: Path) -> _Read:
                                      has_pixels), None)
 
 
+_PER_FRAME = 0x52009230  # PerFrameFunctionalGroupsSequence
+
+
+def _kept_header(ds: Dataset) -> Dataset:
+    """The header a series keeps for planning: an enhanced file's per-frame functional
+    groups cut to the first frame's. Every header was already seen whole (identifiers,
+    file facts); tens of thousands of per-frame items held for the rest of the run
+    would cost gigabytes, and planning reads only the first."""
+    if _PER_FRAME in ds:
+        frames = ds[_PER_FRAME].value
+        if len(frames) > 1:
+            ds[_PER_FRAME].value = Sequence([frames[0]])
+    return ds
+
+
 def patient_key(ds: Dataset) -> str:
     """What tells two patients apart in one folder (PatientID, else name + birth date)."""
     pid = str(ds.get("PatientID", "") or "").strip()
@@ -321,7 +337,8 @@ def index_participant(bids_dir: Path, label: str, *,
                                      series_uid=str(r.ds.SeriesInstanceUID),
                                      series_number=series_number,
                                      modality=str(r.ds.get("Modality", "") or ""),
-                                     sop_class_uid=r.file.sop_class_uid, header=r.ds)
+                                     sop_class_uid=r.file.sop_class_uid,
+                                     header=_kept_header(r.ds))
                 groups[key] = series
             series.files.append(r.file)
 
