@@ -44,8 +44,19 @@ def read_inputs(ctx: ParticipantContext) -> None:
         for hook in hooks:
             hook(ds)
 
+    def on_frames(top: Dataset) -> Callable[[Dataset], None]:
+        """A large enhanced file's per-frame items, one at a time: identifiers and facts
+        taken from each, then the item is let go (:mod:`bidsdeid.dicom.index`)."""
+        add_facts = facts.frames(top)
+
+        def on_frame(item: Dataset) -> None:
+            ctx.identifiers.add_dataset_fast(item)
+            add_facts(item)
+
+        return on_frame
+
     ctx.dicom = index_participant(cfg.bids_dir, ctx.input_label, on_header=on_header,
-                                  sessions=cfg.session_label)
+                                  on_frames=on_frames, sessions=cfg.session_label)
     ctx.results["dicom_facts"] = facts.by_path
     for skipped in ctx.dicom.skipped:
         rel = skipped.path.relative_to(cfg.bids_dir) if skipped.path.is_relative_to(

@@ -14,7 +14,7 @@ the private audit dir only.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -212,8 +212,69 @@ def _component(image_type: Iterable[str], explicit: Any) -> str:
     return "MAGNITUDE"
 
 
-def file_facts(ds: Dataset) -> FileFacts:
-    """Facts of one header (classic or enhanced)."""
+class FrameFacts:
+    """The per-frame facts of an enhanced object, accumulated one frame at a time (so a
+    file whose per-frame groups are streamed, :mod:`bidsdeid.dicom.index`, never holds
+    them all)."""
+
+    def __init__(self, shared: Dataset | None) -> None:
+        self.shared = shared
+        self.read: _FrameReader | None = None
+        self.n = 0
+        self.types: set[str] = set()
+        self.echo_times: list[float] = []
+        self.inversion: list[float] = []
+        self.b_values: list[float] = []
+        self.components: set[str] = set()
+        self.asl: list[tuple[int, str]] = []
+        self.positions: list[tuple[float, float, float]] = []
+        self.orientations: set[tuple[float, ...]] = set()
+        self.groups: set[tuple[int, str]] = set()
+        self.tr: float | None = None
+        self.flip: float | None = None
+
+    def add(self, frame: Dataset) -> None:
+        """Fold in the next frame's functional groups."""
+        i = self.n
+        if self.read is None:
+            self.read = _FrameReader(self.shared, frame)
+            self.tr = _num(self.read.get(frame, "RepetitionTime"))
+            self.flip = _num(self.read.get(frame, "FlipAngle"))
+        read = self.read
+        self.n += 1
+        ftype = _strs(read.get(frame, "FrameType"))
+        self.types.update(ftype)
+        te = _num(read.get(frame, "EffectiveEchoTime"))
+        if te is not None:
+            self.echo_times.append(round(te, 3))
+        ti = _num(read.get(frame, "InversionTimes"))
+        if ti is not None:
+            self.inversion.append(ti)
+        b = _num(read.get(frame, "DiffusionBValue"))
+        self.b_values.append(b if b is not None else 0.0)
+        comp = _component(ftype, read.get(frame, "ComplexImageComponent"))
+        self.components.add(comp)
+        temporal = _num(read.get(frame, "TemporalPositionIndex"))
+        ctx = read.get(frame, "ASLContext")
+        if ctx:
+            self.asl.append((int(temporal) if temporal is not None else i, str(ctx).upper()))
+        pos = _position(read.get(frame, "ImagePositionPatient"))
+        if pos is not None:
+            self.positions.append(pos)
+        direction = _direction(read.get(frame, "ImageOrientationPatient"))
+        if direction is not None:
+            self.orientations.add(direction)
+        self.groups.add((round(te * 1000) if te is not None else 0, comp))
+
+
+def _shared_item(ds: Dataset) -> Dataset | None:
+    shared_items = _items(ds, _SHARED)
+    return shared_items[0] if shared_items else None
+
+
+def file_facts(ds: Dataset, streamed: FrameFacts | None = None) -> FileFacts:
+    """Facts of one header (classic or enhanced); ``streamed``: the per-frame facts of
+    an enhanced file whose per-frame groups were read one at a time."""
     image_type = _strs(ds.get("ImageType"))
     types = set(image_type)
     echo_numbers: list[int] = []
@@ -225,39 +286,20 @@ def file_facts(ds: Dataset) -> FileFacts:
     positions: list[tuple[float, float, float]] = []
     orientations: set[tuple[float, ...]] = set()
     groups: set[tuple[int, str]] = set()
-    frames = _items(ds, _PER_FRAME)
-    shared_items = _items(ds, _SHARED)
-    shared = shared_items[0] if shared_items else None
     tr = _num(ds.get("RepetitionTime"))
     flip = _num(ds.get("FlipAngle"))
-    if frames:
-        read = _FrameReader(shared, frames[0])
-        tr = tr if tr is not None else _num(read.get(frames[0], "RepetitionTime"))
-        flip = flip if flip is not None else _num(read.get(frames[0], "FlipAngle"))
-        for i, frame in enumerate(frames):
-            ftype = _strs(read.get(frame, "FrameType"))
-            types.update(ftype)
-            te = _num(read.get(frame, "EffectiveEchoTime"))
-            if te is not None:
-                echo_times.append(round(te, 3))
-            ti = _num(read.get(frame, "InversionTimes"))
-            if ti is not None:
-                inversion.append(ti)
-            b = _num(read.get(frame, "DiffusionBValue"))
-            b_values.append(b if b is not None else 0.0)
-            comp = _component(ftype, read.get(frame, "ComplexImageComponent"))
-            components.add(comp)
-            temporal = _num(read.get(frame, "TemporalPositionIndex"))
-            ctx = read.get(frame, "ASLContext")
-            if ctx:
-                asl.append((int(temporal) if temporal is not None else i, str(ctx).upper()))
-            pos = _position(read.get(frame, "ImagePositionPatient"))
-            if pos is not None:
-                positions.append(pos)
-            direction = _direction(read.get(frame, "ImageOrientationPatient"))
-            if direction is not None:
-                orientations.add(direction)
-            groups.add((round(te * 1000) if te is not None else 0, comp))
+    frames = streamed
+    if frames is None and _items(ds, _PER_FRAME):
+        frames = FrameFacts(_shared_item(ds))
+        for frame in _items(ds, _PER_FRAME):
+            frames.add(frame)
+    if frames is not None and frames.n:
+        tr = tr if tr is not None else frames.tr
+        flip = flip if flip is not None else frames.flip
+        types.update(frames.types)
+        echo_times, inversion, b_values = frames.echo_times, frames.inversion, frames.b_values
+        components, asl, positions = frames.components, frames.asl, frames.positions
+        orientations, groups = frames.orientations, frames.groups
     else:
         te = _num(ds.get("EchoTime"))
         if te is not None:
@@ -286,9 +328,11 @@ def file_facts(ds: Dataset) -> FileFacts:
         inst_n = int(inst) if inst not in (None, "") else None
     except (TypeError, ValueError):
         inst_n = None
+    n_frames = frames.n if frames is not None and frames.n else int(
+        _num(ds.get("NumberOfFrames")) or 1)
     return FileFacts(
         sop_instance_uid=str(ds.get("SOPInstanceUID", "") or ""),
-        n_frames=max(len(frames), 1) if frames else int(_num(ds.get("NumberOfFrames")) or 1),
+        n_frames=n_frames,
         image_types=frozenset(types), echo_numbers=tuple(echo_numbers),
         echo_times=tuple(echo_times), inversion_times=tuple(inversion),
         repetition_time=tr, flip_angle=flip, b_values=tuple(b_values),
@@ -304,10 +348,20 @@ class FactsCollector:
 
     def __init__(self) -> None:
         self.by_path: dict[str, FileFacts] = {}
+        self._streamed: tuple[Dataset, FrameFacts] | None = None
+
+    def frames(self, top: Dataset) -> Callable[[Dataset], None]:
+        """For a file whose per-frame groups are streamed: the function that takes each
+        frame's item (``top``: the header read so far, shared groups included); the
+        next call of this collector uses what it gathered."""
+        self._streamed = (top, FrameFacts(_shared_item(top)))
+        return self._streamed[1].add
 
     def __call__(self, ds: Dataset) -> None:
+        pending, self._streamed = self._streamed, None
+        streamed = pending[1] if pending is not None and pending[0] is ds else None
         try:
-            facts = file_facts(ds)
+            facts = file_facts(ds, streamed)
         except Exception:  # noqa: BLE001 - odd headers must not stop indexing
             return
         key = str(getattr(ds, "filename", "") or "") or facts.sop_instance_uid

@@ -22,11 +22,14 @@ import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import pydicom
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
-from pydicom.sequence import Sequence
 from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_dataset, read_partial, read_sequence_item
+from pydicom.sequence import Sequence
 
 from bidsdeid.errors import DataError
 
@@ -204,8 +207,78 @@ def _claims_dicom(path: Path, fp: pydicom.filebase.ReadableBuffer) -> bool:
     return magic or path.name.lower().endswith(_DICOM_SUFFIXES)
 
 
-def read_header(path: Path) -> _Read:
-    """Read one file's header (no pixels); classify it as indexed or skipped."""
+STREAM_FRAMES_ABOVE = 512
+"""Enhanced files with more frames than this have their per-frame functional groups
+read one item at a time (see :func:`_read_streaming`)."""
+
+FrameSink = Callable[[Dataset], Callable[[Dataset], None]]
+"""Given the header read so far, the function that takes each per-frame item."""
+
+_PIXEL_DATA_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
+_UNDEFINED = 0xFFFFFFFF
+
+
+def _at_pixels(tag: int, _vr: str | None, _length: int) -> bool:
+    return tag in _PIXEL_DATA_TAGS
+
+
+def _read_streaming(fp: BinaryIO, on_frames: FrameSink) -> Dataset | None:
+    """Read a header like ``dcmread(stop_before_pixels=True)``, except that a large
+    PerFrameFunctionalGroupsSequence is read one item at a time and handed to
+    ``on_frames(header so far)``; only its first item is kept. pydicom holds every item
+    of that sequence at tens of kB each: 20,000 frames would take gigabytes, whatever
+    the pixel data. Returns None (``fp`` rewound) for an enhanced file with few frames
+    or an encoding this reader does not follow (deflated, big endian, the sequence not
+    encoded as SQ): the caller reads it the usual way."""
+    start = fp.tell()
+    ds = read_partial(fp, stop_when=lambda tag, vr, length: tag == _PER_FRAME
+                      or tag in _PIXEL_DATA_TAGS)
+    pos = fp.tell()
+    head = fp.read(12)
+    fp.seek(pos)
+    if head[:4] != b"\x00\x52\x30\x92":  # stopped at the pixel data (or the end)
+        return ds
+    meta = getattr(ds, "file_meta", None)
+    ts = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
+    try:
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError):
+        frames = 1
+    if (frames <= STREAM_FRAMES_ABOVE or len(head) < 12 or ts is None
+            or ts.is_deflated or not ts.is_little_endian):
+        fp.seek(start)
+        return None
+    if ts.is_implicit_VR:
+        length = struct.unpack("<I", head[4:8])[0]
+        fp.seek(pos + 8)
+    elif head[4:6] == b"SQ":
+        length = struct.unpack("<I", head[8:12])[0]
+        fp.seek(pos + 12)
+    else:
+        fp.seek(start)
+        return None
+    implicit = bool(ts.is_implicit_VR)
+    encoding = ds._character_set
+    sink = on_frames(ds)
+    end = None if length == _UNDEFINED else fp.tell() + length
+    first: Dataset | None = None
+    while end is None or fp.tell() < end:
+        item = read_sequence_item(fp, implicit, True, encoding)
+        if item is None:  # the sequence delimiter
+            break
+        sink(item)
+        if first is None:
+            first = item
+    rest = read_dataset(fp, implicit, True, stop_when=_at_pixels, parent_encoding=encoding)
+    ds.update(rest)
+    ds[_PER_FRAME] = DataElement(_PER_FRAME, "SQ", Sequence([first] if first else []))
+    return ds
+
+
+def read_header(path: Path, on_frames: FrameSink | None = None) -> _Read:
+    """Read one file's header (no pixels); classify it as indexed or skipped.
+    ``on_frames``: stream the per-frame groups of a large enhanced file through it
+    (:func:`_read_streaming`); without it every file is read whole."""
     name = path.name.lower()
     if name in _SKIP_NAMES:
         return _Read(path, None, None, "DICOMDIR or system file (ignored)"
@@ -222,7 +295,9 @@ def read_header(path: Path) -> _Read:
         with open(path, "rb") as fp:
             claims = _claims_dicom(path, fp)
             try:
-                ds = pydicom.dcmread(fp, stop_before_pixels=True)
+                ds = _read_streaming(fp, on_frames) if on_frames is not None else None
+                if ds is None:
+                    ds = pydicom.dcmread(fp, stop_before_pixels=True)
             except InvalidDicomError:
                 fp.seek(0)
                 try:
@@ -291,6 +366,7 @@ def patient_key(ds: Dataset) -> str:
 
 def index_participant(bids_dir: Path, label: str, *,
                       on_header: Callable[[Dataset], None] | None = None,
+                      on_frames: FrameSink | None = None,
                       sessions: list[str] | None = None) -> ParticipantDicom:
     """Index ``sourcedata/sub-<label>``.
 
@@ -316,7 +392,7 @@ def index_participant(bids_dir: Path, label: str, *,
             if path.is_symlink() and not path.exists():
                 result.skipped.append(SkippedFile(path, "broken symbolic link"))
                 continue
-            r = read_header(path)
+            r = read_header(path, on_frames)
             if r.problem or r.ds is None or r.file is None:
                 result.skipped.append(SkippedFile(path, r.problem or "unreadable",
                                                   harmless=r.harmless))
