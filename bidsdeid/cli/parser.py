@@ -24,7 +24,7 @@ exit codes:
   1   a participant failed (safety gate, leak found, conversion error); see the report
   16  the input (or, at group level, the output) is not valid BIDS
   18  the filters selected nothing
-  64  usage error, or an option not implemented in this version
+  64  usage error
   65  bad input data
   66  missing input
   73  cannot create the output, private or work dir
@@ -184,11 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--retain-safe-private", action="store_true",
                    help="keep the safe private attributes of PS3.15 Table E.3.10-1")
     g.add_argument("--clean-structured-content", action="store_true",
-                   help="Clean Structured Content option: NOT IMPLEMENTED (exits 64); "
-                        "SR and other structured objects are quarantined, never shared")
+                   help="Clean Structured Content option: acquisition context and similar "
+                        "coded sequences in images are kept with their free text removed "
+                        "(Basic Profile: removed); SR documents are still quarantined")
     g.add_argument("--clean-graphics", action="store_true",
-                   help="Clean Graphics option: NOT IMPLEMENTED (exits 64); overlays "
-                        "and graphic annotations are removed (Basic Profile)")
+                   help="Clean Graphics option: graphic annotations are kept with their "
+                        "text replaced; overlays and curves are removed all the same (a "
+                        "bitmap may draw text that cannot be cleaned with certainty)")
     g.add_argument("--rules", dest="rules_file", type=_existing_file, metavar="FILE",
                    help="site rules file (YAML/JSON) overriding the profile per attribute, "
                         "with allowed vocabularies for descriptions")

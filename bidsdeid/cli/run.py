@@ -34,10 +34,9 @@ log = logging.getLogger("bidsdeid")
 
 # Options of the interface that this build cannot honour yet: using one exits 64 with a
 # message instead of being silently ignored. Each entry goes when its feature lands.
-NOT_IMPLEMENTED: dict[str, str] = {
-    "clean_structured_content": "--clean-structured-content",
-    "clean_graphics": "--clean-graphics",
-}
+NOT_IMPLEMENTED: dict[str, str] = {}
+"""Options the parser knows but this version does not do (dest -> flag): they exit 64
+saying so, never ignored silently. Empty in this version."""
 
 
 def _is_inside(child: Path, parent: Path) -> bool:

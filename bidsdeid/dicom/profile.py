@@ -251,7 +251,10 @@ class Profile:
         self._private_cache: dict[tuple[str, int, int, str], Decision] = {}
         overlay = next(r for r in self._repeating
                        if r.repeating_group == 0x6000 and r.element == 0x3000)
-        self._overlay_removed = self._code_for_row(overlay, 0x60003000, "OB", False)[0] == "X"
+        # C (Clean Graphics) on a bitmap falls back to the Basic Profile's X: an overlay
+        # may draw text, which cannot be cleaned with certainty, so the group goes too
+        self._overlay_removed = self._code_for_row(overlay, 0x60003000, "OB",
+                                                   False)[0] in ("X", "C")
 
     # -- options --------------------------------------------------------------------
     @property
