@@ -24,6 +24,7 @@ from bidsdeid.config import RunConfig
 from bidsdeid.context import ParticipantContext
 from bidsdeid.errors import CannotCreateOutput
 from bidsdeid.utils.atomic import TMP_PREFIX, copy_file, remove_stray_temporaries, write_json
+from bidsdeid.utils.paths import file_sha256
 
 log = logging.getLogger("bidsdeid")
 
@@ -35,16 +36,8 @@ def state_dir(config: RunConfig, label: str) -> Path:
     return config.state_dir / f"sub-{label}"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _file_digest(path: Path | None) -> str | None:
-    return _sha256(path) if path is not None and Path(path).is_file() else None
+    return file_sha256(path) if path is not None and Path(path).is_file() else None
 
 
 def settings_fingerprint(config: RunConfig, key_fingerprint: str) -> str:
@@ -198,7 +191,7 @@ def run(ctx: ParticipantContext) -> None:
             src = ctx.staging / rel
             dst = config.output_dir / rel
             copy_file(src, dst)
-            published[rel] = {"size": dst.stat().st_size, "sha256": _sha256(dst)}
+            published[rel] = {"size": dst.stat().st_size, "sha256": file_sha256(dst)}
             ctx.progress.item("published", i, len(files))
     except OSError as exc:
         # a disk that fills up half way must not leave half a participant in OUTPUT_DIR

@@ -29,6 +29,7 @@ from bidsdeid.errors import (
     UsageError,
     worst,
 )
+from bidsdeid.utils.paths import is_inside
 
 log = logging.getLogger("bidsdeid")
 
@@ -37,14 +38,6 @@ log = logging.getLogger("bidsdeid")
 NOT_IMPLEMENTED: dict[str, str] = {}
 """Options the parser knows but this version does not do (dest -> flag): they exit 64
 saying so, never ignored silently. Empty in this version."""
-
-
-def _is_inside(child: Path, parent: Path) -> bool:
-    try:
-        child.resolve().relative_to(parent.resolve())
-        return True
-    except ValueError:
-        return False
 
 
 def _abs(p: Path) -> Path:
@@ -66,15 +59,15 @@ def config_from_args(args: object) -> RunConfig:
     work_dir = _abs(a.work_dir) if a.work_dir else private_dir / "work"
     places = {"OUTPUT_DIR": output_dir, "private dir": private_dir, "work dir": work_dir}
     for name, place in places.items():
-        if _is_inside(place, bids_dir) or _is_inside(bids_dir, place):
+        if is_inside(place, bids_dir) or is_inside(bids_dir, place):
             raise UsageError(
                 f"the {name} ({place}) must not be inside BIDS_DIR ({bids_dir}) or contain it: "
                 f"bidsdeid never writes into its input. Try {bids_dir.parent / (bids_dir.name + '_deid')}")
-    if _is_inside(private_dir, output_dir) or _is_inside(output_dir, private_dir):
+    if is_inside(private_dir, output_dir) or is_inside(output_dir, private_dir):
         raise UsageError(f"the private dir ({private_dir}) and OUTPUT_DIR ({output_dir}) must "
                          "be separate: the private dir holds identifying data and must never "
                          "be shared with the output")
-    if _is_inside(work_dir, output_dir):
+    if is_inside(work_dir, output_dir):
         raise UsageError(f"the work dir ({work_dir}) must not be inside OUTPUT_DIR: it holds "
                          "identifying intermediate files")
     if a.drop_demographics and a.include_sex:

@@ -11,20 +11,11 @@ take a repeated SOP instance as an update). A damaged line is ignored.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 LEDGER = "sent.tsv"
 HEADER = "destination\tsha256\tfile\tstatus\n"
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class SentLedger:

@@ -13,24 +13,17 @@ import os
 from pathlib import Path
 
 from bidsdeid.errors import CannotCreateOutput, UsageError
+from bidsdeid.utils.paths import is_inside
 
 
 def default_private_dir(bids_dir: Path) -> Path:
     return bids_dir.parent / f"{bids_dir.name}_deid_private"
 
 
-def _inside(child: Path, parent: Path) -> bool:
-    try:
-        child.resolve().relative_to(parent.resolve())
-        return True
-    except ValueError:
-        return False
-
-
 def private_dir(bids_dir: Path, given: Path | None) -> Path:
     """The private dir (created 0700), refused inside BIDS_DIR or around it."""
     private = Path(os.path.abspath(given)) if given else default_private_dir(bids_dir)
-    if _inside(private, bids_dir) or _inside(bids_dir, private):
+    if is_inside(private, bids_dir) or is_inside(bids_dir, private):
         raise UsageError(f"the private dir ({private}) must not be inside BIDS_DIR "
                          f"({bids_dir}) or contain it")
     try:

@@ -23,20 +23,13 @@ from bidsdeid.dicom.index import DicomSeries
 from bidsdeid.dicom.stage import OVERRIDES
 from bidsdeid.dicom.unlisted import normalise_vr
 from bidsdeid.errors import BidsdeidError
+from bidsdeid.site.stage import texts_of
 
 _OPS = {P.KEEP: "keep", P.KEEP_TEXT: "keep", P.RECURSE: "keep, items cleaned",
         P.REMOVE: "remove", P.EMPTY: "empty", P.DUMMY: "dummy value", P.UID: "keyed UID",
         P.SHIFT: "shift", P.LABEL: "participant label", P.AGE: "keep, capped at 89",
         P.REPLACE: "fixed value (site rule)", P.HASH: "keyed hash (site rule)",
         P.DESCRIPTOR: "series' BIDS name"}
-
-
-def _values(value: Any) -> list[str]:
-    if value is None or isinstance(value, bytes | bytearray):
-        return []
-    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
-        return [str(v) for v in value]
-    return [str(value)]
 
 
 def _describe(d: P.Decision, values: list[str]) -> tuple[str, str]:
@@ -79,7 +72,7 @@ def attribute_actions(ctx: ParticipantContext, series: DicomSeries) -> list[dict
         else:
             d = profile.decide(t, vr, enhanced)
             name = attribute_name(t)
-        action, why = _describe(d, _values(header[tag].value) if d.op == P.VOCAB else [])
+        action, why = _describe(d, texts_of(header[tag].value) if d.op == P.VOCAB else [])
         rows.append({"attribute": name, "tag": f"({group:04X},{elem_no:04X})",
                      "action": action, "why": why})
     return rows

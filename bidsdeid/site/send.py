@@ -27,8 +27,9 @@ from typing import Any
 
 from bidsdeid.config import RunConfig
 from bidsdeid.site.dicomnet import CALLING_AET, Destination, acknowledged, no_delay, quiet
-from bidsdeid.site.ledger import LEDGER, SentLedger, file_sha256
+from bidsdeid.site.ledger import LEDGER, SentLedger
 from bidsdeid.utils.atomic import write_json
+from bidsdeid.utils.paths import file_sha256
 
 log = logging.getLogger("bidsdeid")
 _MAX_CONTEXTS = 100  # of the 128 presentation contexts an association may propose

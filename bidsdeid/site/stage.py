@@ -33,7 +33,8 @@ KEPT = "site_rules_kept"
 """``ctx.results`` key of the participant's :class:`~bidsdeid.site.kept.KeptValues`."""
 
 
-def _texts(value: Any) -> list[str]:
+def texts_of(value: Any) -> list[str]:
+    """The values of an element as text (none for binary data)."""
     if value is None or isinstance(value, bytes | bytearray):
         return []
     if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
@@ -50,7 +51,7 @@ def header_hook(rules: rules_mod.SiteRules, kept: KeptValues) -> Callable[[Datas
         for tag, rule in standard:
             if tag in ds:
                 elem = ds[tag]
-                if rule.action == "keep" or rule.allows(_texts(elem.value)):
+                if rule.action == "keep" or rule.allows(texts_of(elem.value)):
                     kept.element(rule.target, elem)
         for (creator, group, offset), rule in private:
             try:
@@ -60,7 +61,7 @@ def header_hook(rules: rules_mod.SiteRules, kept: KeptValues) -> Callable[[Datas
             tag = block.get_tag(offset)
             if tag in ds:
                 elem = ds[tag]
-                if rule.action == "keep" or rule.allows(_texts(elem.value)):
+                if rule.action == "keep" or rule.allows(texts_of(elem.value)):
                     kept.element(rule.target, elem)
         kept.reapply()
 
