@@ -236,7 +236,8 @@ def _read_streaming(fp: BinaryIO, on_frames: FrameSink) -> Dataset | None:
     pos = fp.tell()
     head = fp.read(12)
     fp.seek(pos)
-    if head[:4] != b"\x00\x52\x30\x92":  # stopped at the pixel data (or the end)
+    if head[:4] != struct.pack("<HH", _PER_FRAME >> 16, _PER_FRAME & 0xFFFF):
+        # stopped at the pixel data (or the end)
         return ds
     meta = getattr(ds, "file_meta", None)
     ts = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None

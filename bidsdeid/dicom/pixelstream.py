@@ -37,6 +37,17 @@ EXTENDED_OFFSET_TAGS = (0x7FE00001, 0x7FE00002)
 _BLOCK = 1 << 20
 
 
+def copy_bytes(fh: IO[bytes], out: IO[bytes], length: int, shrank: Exception) -> None:
+    """Copy ``length`` bytes from where ``fh`` stands to ``out`` in 1 MiB blocks; raise
+    ``shrank`` if the source ends first."""
+    while length > 0:
+        block = fh.read(min(_BLOCK, length))
+        if not block:
+            raise shrank
+        out.write(block)
+        length -= len(block)
+
+
 def decoder_available(transfer_syntax: str) -> bool:
     """True if pydicom can decode pixel data of this transfer syntax here."""
     try:
@@ -85,13 +96,8 @@ class PixelPlan:
         fh.seek(self.value_offset)
         for k in range(fmt.frames):
             out.write(self.face.deface_bytes(k, fh.read(fmt.frame_bytes)))
-        rest = self.value_length - fmt.frames * fmt.frame_bytes
-        while rest > 0:
-            block = fh.read(min(_BLOCK, rest))
-            if not block:
-                raise PixelRefused("the source file shrank while it was being copied")
-            out.write(block)
-            rest -= len(block)
+        copy_bytes(fh, out, self.value_length - fmt.frames * fmt.frame_bytes,
+                   PixelRefused("the source file shrank while it was being copied"))
 
 
 def _decoded_frames(src: Path) -> Iterator[np.ndarray]:

@@ -44,7 +44,6 @@ from bidsdeid.dicom.selfcheck import LeakChecker
 from bidsdeid.errors import BidsdeidError, DataError
 from bidsdeid.utils.atomic import atomic_open
 
-_BLOCK = 1 << 20
 _PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
 
 
@@ -181,13 +180,8 @@ class FileDeidentifier:
 
 def _copy_range(fh: IO[bytes], out: IO[bytes], rng: Range) -> None:
     fh.seek(rng.offset)
-    left = rng.length
-    while left > 0:
-        block = fh.read(min(_BLOCK, left))
-        if not block:
-            raise DataError("source file shrank while it was being copied")
-        out.write(block)
-        left -= len(block)
+    pixelstream.copy_bytes(fh, out, rng.length,
+                           DataError("source file shrank while it was being copied"))
 
 
 def _tag_of(chunk: bytes) -> int:
