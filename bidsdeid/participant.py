@@ -25,6 +25,7 @@ stage or gate publishes nothing.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import shutil
 import time
@@ -33,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bidsdeid.bids.stage import WHILE_READING
 from bidsdeid.config import RunConfig
 from bidsdeid.context import ParticipantContext
 from bidsdeid.errors import BidsdeidError, DataError, ExitCode, is_disk_full, worst
@@ -58,31 +60,52 @@ class ParticipantResult:
 Stage = tuple[str, Callable[[ParticipantContext], None]]
 
 
-def _stages() -> list[Stage]:
-    from bidsdeid import publish
-    from bidsdeid.bids import inputs, labels, tables
-    from bidsdeid.bids import stage as bids_stage
-    from bidsdeid.convert import stage as convert_stage
-    from bidsdeid.deface import stage as deface_stage
-    from bidsdeid.dicom import stage as dicom_stage
-    from bidsdeid.privacy import leakscan
-    from bidsdeid.site import stage as site_stage
+_STAGES: list[tuple[str, str]] = [
+    ("site rules", "bidsdeid.site.stage:prepare"),
+    ("load inputs", "bidsdeid.bids.stage:load_inputs"),
+    ("assign labels", "bidsdeid.bids.labels:assign"),
+    ("convert DICOM", "bidsdeid.convert.stage:run"),
+    ("copy BIDS inputs", "bidsdeid.bids.inputs:run"),
+    ("deface", "bidsdeid.deface.stage:run"),
+    ("check images", "bidsdeid.participant:_require_images"),
+    ("de-identify DICOM", "bidsdeid.dicom.stage:run"),
+    ("write tables", "bidsdeid.bids.tables:run"),
+    ("QC reports", "bidsdeid.participant:_qc_stage"),
+    ("site rules audit", "bidsdeid.site.stage:audit"),
+    ("leak scan", "bidsdeid.privacy.leakscan:run"),
+    ("publish", "bidsdeid.publish:run"),
+]
+"""Each stage by name and ``module:function``; a stage's module is imported when the
+stage runs (or while the headers are read: :func:`warm_imports`), so a participant
+starts reading at once."""
 
-    return [
-        ("site rules", site_stage.prepare),
-        ("load inputs", bids_stage.load_inputs),
-        ("assign labels", labels.assign),
-        ("convert DICOM", convert_stage.run),
-        ("copy BIDS inputs", inputs.run),
-        ("deface", deface_stage.run),
-        ("check images", _require_images),
-        ("de-identify DICOM", dicom_stage.run),
-        ("write tables", tables.run),
-        ("QC reports", _qc_stage),
-        ("site rules audit", site_stage.audit),
-        ("leak scan", leakscan.run),
-        ("publish", publish.run),
-    ]
+WARM_MODULES = ("bidsdeid.qc.stage", "bidsdeid.qc.volume", "cv2", "skimage.filters",
+                "nibabel")
+"""Modules later stages import on first use, beyond the stage modules themselves."""
+
+
+def _resolve(target: str) -> Callable[[ParticipantContext], None]:
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+
+
+def _lazy(target: str) -> Callable[[ParticipantContext], None]:
+    def run_stage(ctx: ParticipantContext) -> None:
+        _resolve(target)(ctx)
+
+    return run_stage
+
+
+def _stages() -> list[Stage]:
+    return [(name, _lazy(target)) for name, target in _STAGES]
+
+
+def warm_imports() -> None:
+    """Import what the later stages need (about half a second of imports). Called while
+    worker processes read the headers and this process only waits."""
+    later = [t.partition(":")[0] for name, t in _STAGES if name != "load inputs"]
+    for module in dict.fromkeys([*later, *WARM_MODULES]):
+        importlib.import_module(module)
 
 
 def _require_images(ctx: ParticipantContext) -> None:
@@ -107,9 +130,11 @@ def make_context(config: RunConfig, key: ProjectKey, label: str,
     if staging.exists():  # a previous, unfinished run: start clean (deterministic output)
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
-    return ParticipantContext(config=config, key=key, input_label=label, output_label=label,
-                              offset=key.date_offset(label), work=work, staging=staging,
-                              progress=progress)
+    ctx = ParticipantContext(config=config, key=key, input_label=label, output_label=label,
+                             offset=key.date_offset(label), work=work, staging=staging,
+                             progress=progress)
+    ctx.results[WHILE_READING] = warm_imports
+    return ctx
 
 
 def process(config: RunConfig, key: ProjectKey, label: str,

@@ -6,22 +6,31 @@ every name, ID, date, UID, institution and device of the participant, whatever
 file it came from. Identifiers are saved in the private state dir (the group level
 rescans the whole dataset with them). The same read also collects the per-file facts
 the series heuristic needs (:class:`bidsdeid.convert.facts.FactsCollector`), so no
-header is read twice.
+header is read twice. With ``--nprocs`` > 1, worker processes read the headers, each
+into its own collector, folded back in file order (the same result as one read); a
+site rules file's header hooks keep the read in this process.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from pydicom.dataset import Dataset
 
 from bidsdeid.context import ParticipantContext
 from bidsdeid.convert.facts import FactsCollector
-from bidsdeid.dicom.index import index_participant
+from bidsdeid.dicom.index import HeaderCollector, index_participant
 from bidsdeid.errors import DataError, ExitCode
+from bidsdeid.privacy.identifiers import Identifiers
 
 HEADER_HOOKS = "header_hooks"
 """``ctx.results`` key: functions called with every header read, after the identifiers
 and facts collectors (the site rules take the values a rule keeps out of the
 identifiers there: :mod:`bidsdeid.site.stage`)."""
+
+WHILE_READING = "while_reading"
+"""``ctx.results`` key: a function this process calls while worker processes read the
+headers (the participant level imports the later stages' modules then)."""
 
 
 def load_inputs(ctx: ParticipantContext) -> None:
@@ -32,31 +41,55 @@ def load_inputs(ctx: ParticipantContext) -> None:
     ctx.identifiers.save(ctx.config.state_dir / f"sub-{ctx.input_label}" / "identifiers.json")
 
 
-def read_inputs(ctx: ParticipantContext) -> None:
-    """Everything :func:`load_inputs` does, writing nothing (the dry run uses it)."""
-    cfg = ctx.config
-    facts = FactsCollector()
-    hooks = list(ctx.results.get(HEADER_HOOKS, ()))
+class InputCollector:
+    """What every header read gives: the participant's identifiers, the per-file facts
+    the series heuristic needs, and the header hooks. Split across worker processes
+    when there are no hooks (a hook's state lives in this process)."""
 
-    def on_header(ds: Dataset) -> None:
-        ctx.identifiers.add_dataset_fast(ds)  # = add_dataset, without decoding pixel-side data
-        facts(ds)  # what the series heuristic needs, taken in the same read
-        for hook in hooks:
+    def __init__(self, identifiers: Identifiers, hooks: list[Callable[[Dataset], None]]
+                 ) -> None:
+        self.identifiers = identifiers
+        self.facts = FactsCollector()
+        self.hooks = hooks
+
+    def header(self, ds: Dataset) -> None:
+        self.identifiers.add_dataset_fast(ds)  # = add_dataset, without pixel-side data
+        self.facts(ds)  # what the series heuristic needs, taken in the same read
+        for hook in self.hooks:
             hook(ds)
 
-    def on_frames(top: Dataset) -> Callable[[Dataset], None]:
+    def frames(self, top: Dataset) -> Callable[[Dataset], None]:
         """A large enhanced file's per-frame items, one at a time: identifiers and facts
         taken from each, then the item is let go (:mod:`bidsdeid.dicom.index`)."""
-        add_facts = facts.frames(top)
+        add_facts = self.facts.frames(top)
 
         def on_frame(item: Dataset) -> None:
-            ctx.identifiers.add_dataset_fast(item)
+            self.identifiers.add_dataset_fast(item)
             add_facts(item)
 
         return on_frame
 
-    ctx.dicom = index_participant(cfg.bids_dir, ctx.input_label, on_header=on_header,
-                                  on_frames=on_frames, sessions=cfg.session_label)
+    def fresh(self) -> InputCollector | None:
+        return None if self.hooks else InputCollector(Identifiers(), [])
+
+    def merge(self, other: HeaderCollector) -> None:
+        assert isinstance(other, InputCollector)
+        self.identifiers.merge(other.identifiers)
+        self.facts.merge(other.facts)
+
+    def __getstate__(self) -> dict[str, object]:
+        self.facts.finish()  # a streamed file's pending frames are not sent
+        return self.__dict__
+
+
+def read_inputs(ctx: ParticipantContext) -> None:
+    """Everything :func:`load_inputs` does, writing nothing (the dry run uses it)."""
+    cfg = ctx.config
+    collector = InputCollector(ctx.identifiers, list(ctx.results.get(HEADER_HOOKS, ())))
+    facts = collector.facts
+    ctx.dicom = index_participant(cfg.bids_dir, ctx.input_label, collector=collector,
+                                  nprocs=cfg.nprocs, sessions=cfg.session_label,
+                                  while_waiting=ctx.results.get(WHILE_READING))
     ctx.results["dicom_facts"] = facts.by_path
     for skipped in ctx.dicom.skipped:
         rel = skipped.path.relative_to(cfg.bids_dir) if skipped.path.is_relative_to(

@@ -151,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="scratch folder (default: PRIVATE_DIR/work). Holds identifying "
                         "intermediate files: keep it private and local")
     g.add_argument("--nprocs", "--n-cpus", type=_positive_int, default=1, metavar="N",
-                   help="processes for independent series within a participant")
+                   help="processes within a participant: reading the DICOM headers, "
+                   "converting series, de-identifying DICOM files")
     g.add_argument("--omp-nthreads", type=_positive_int, default=None, metavar="N",
                    help="threads per process for registration (default: --nprocs)")
     g.add_argument("--mem", "--mem-gb", type=_memory_gb, dest="mem_gb", metavar="SIZE",

@@ -124,14 +124,16 @@ def config_from_args(args: object) -> RunConfig:
 def _site_files(a: object, deid: DeidOptions) -> None:
     """Check --rules and --id-map before anything runs (exit 64 naming file and line);
     warn about rules that keep what the profile would not keep."""
-    from bidsdeid.site import idmap, rules
-
     if getattr(a, "rules_file", None):
+        from bidsdeid.site import rules
+
         site_rules = rules.load(a.rules_file)  # type: ignore[attr-defined]
         deid.site_rules = site_rules.method_note()
         for line in site_rules.warnings(deid):
             log.warning("%s", line)
     if getattr(a, "id_map", None):
+        from bidsdeid.site import idmap
+
         idmap.load(a.id_map)  # type: ignore[attr-defined]
     if getattr(a, "send_to", None):
         from bidsdeid.site.dicomnet import Destination

@@ -368,6 +368,14 @@ class FactsCollector:
         if key:
             self.by_path[key] = facts
 
+    def finish(self) -> None:
+        """Let go of a streamed file's frames that no header call took (a skipped file)."""
+        self._streamed = None
+
+    def merge(self, other: FactsCollector) -> None:
+        """Fold in another collector's facts (a worker's, read after these)."""
+        self.by_path.update(other.by_path)
+
 
 def facts_of(file: DicomFile, collected: dict[str, FileFacts]) -> FileFacts | None:
     """The collected facts of one indexed file."""

@@ -8,6 +8,11 @@ the declared pixel data length with the file size, by a header element shorter t
 its declared length (pydicom reads such a file without complaint), and by an image
 object (Rows, Columns) that ends before its pixel data.
 
+With ``nprocs`` > 1 the headers are read by worker processes in batches of consecutive
+files (:func:`index_participant`); each batch comes back with its own collected
+identifiers and facts, folded back in file order, so the index is the same as a serial
+read (``tests/test_dicom_index_parallel.py``).
+
 A skipped file is *harmless* when it is plainly not scan data: DICOMDIR, system files,
 hidden folders, and files that are not DICOM and do not claim to be (no ``DICM``
 magic, no ``.dcm``/``.ima`` name: a text note, a picture). Everything else skipped
@@ -20,9 +25,10 @@ import os
 import stat
 import struct
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import pydicom
 from pydicom.dataelem import DataElement
@@ -32,6 +38,7 @@ from pydicom.filereader import read_dataset, read_partial, read_sequence_item
 from pydicom.sequence import Sequence
 
 from bidsdeid.errors import DataError
+from bidsdeid.utils.processes import pool_context
 
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 _LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT",
@@ -219,7 +226,14 @@ _UNDEFINED = 0xFFFFFFFF
 
 
 def _at_pixels(tag: int, _vr: str | None, _length: int) -> bool:
-    return tag in _PIXEL_DATA_TAGS
+    return tag in _PIXEL_DATA_TAGS  # a set lookup: a pydicom Tag compared with == is slow
+
+
+_PER_FRAME_OR_PIXELS = _PIXEL_DATA_TAGS | {0x52009230}
+
+
+def _at_per_frame_or_pixels(tag: int, _vr: str | None, _length: int) -> bool:
+    return tag in _PER_FRAME_OR_PIXELS
 
 
 def _read_streaming(fp: BinaryIO, on_frames: FrameSink) -> Dataset | None:
@@ -231,8 +245,7 @@ def _read_streaming(fp: BinaryIO, on_frames: FrameSink) -> Dataset | None:
     or an encoding this reader does not follow (deflated, big endian, the sequence not
     encoded as SQ): the caller reads it the usual way."""
     start = fp.tell()
-    ds = read_partial(fp, stop_when=lambda tag, vr, length: tag == _PER_FRAME
-                      or tag in _PIXEL_DATA_TAGS)
+    ds = read_partial(fp, stop_when=_at_per_frame_or_pixels)
     pos = fp.tell()
     head = fp.read(12)
     fp.seek(pos)
@@ -307,7 +320,9 @@ def read_header(path: Path, on_frames: FrameSink | None = None) -> _Read:
                     ds = None
                 if ds is None or "SOPInstanceUID" not in ds or "SOPClassUID" not in ds:
                     return _Read(path, None, None, "not a DICOM file", harmless=not claims)
-            if _short_element(ds):
+            # a header element shorter than declared means the read ran out of file:
+            # only a read that ended at the end of the file can hold one
+            if fp.tell() >= st.st_size and _short_element(ds):
                 return _Read(path, None, None, "truncated (ends inside a header element)")
             has_pixels, problem = _pixel_data_check(fp, st.st_size, ds)
     except PermissionError:
@@ -365,60 +380,182 @@ def patient_key(ds: Dataset) -> str:
         ds.get("PatientBirthDate", "") or "")
 
 
+class HeaderCollector(Protocol):
+    """Takes every header the index reads (identifiers, file facts, ...).
+
+    The index may read in worker processes: each gets :meth:`fresh`, an empty collector
+    of the same kind, and the parent folds the workers' collectors back with
+    :meth:`merge`, in file order, so the result is the same as one serial read.
+    """
+
+    def header(self, ds: Dataset) -> None:
+        """One file's header, read whole (or with its per-frame groups streamed)."""
+
+    def frames(self, top: Dataset) -> Callable[[Dataset], None]:
+        """For a large enhanced file: the function that takes each per-frame item."""
+
+    def fresh(self) -> HeaderCollector | None:
+        """An empty collector for a worker process; None: read serially."""
+
+    def merge(self, other: HeaderCollector) -> None:
+        """Fold in what a worker's collector took."""
+
+
+class CallbackCollector:
+    """A :class:`HeaderCollector` made of plain functions (read serially)."""
+
+    def __init__(self, on_header: Callable[[Dataset], None] | None = None,
+                 on_frames: FrameSink | None = None) -> None:
+        self._on_header, self._on_frames = on_header, on_frames
+
+    def header(self, ds: Dataset) -> None:
+        if self._on_header is not None:
+            self._on_header(ds)
+
+    def frames(self, top: Dataset) -> Callable[[Dataset], None]:
+        if self._on_frames is None:
+            return lambda item: None
+        return self._on_frames(top)
+
+    def fresh(self) -> None:
+        return None
+
+    def merge(self, other: HeaderCollector) -> None:
+        raise TypeError("a CallbackCollector is not read in parallel")
+
+
+@dataclass
+class _Indexed:
+    """One file as the grouping needs it: indexed (with the facts that place it in a
+    series, and its header when it is the first file of its series in its batch) or
+    skipped with a reason."""
+
+    path: Path
+    session: str | None
+    file: DicomFile | None = None
+    problem: str | None = None
+    harmless: bool = False
+    patient: str = ""
+    study_uid: str = ""
+    series_uid: str = ""
+    series_number: int | None = None
+    modality: str = ""
+    header: Dataset | None = None
+
+
+def _index_batch(batch: list[tuple[Path, str | None]], collector: HeaderCollector | None,
+                 stream: bool) -> tuple[list[_Indexed], HeaderCollector | None]:
+    """Read the headers of ``batch`` in order, each through ``collector``; keep the
+    header of the first file of each series (the batch's first: the parent keeps the
+    first of the whole participant, which is the first of some batch)."""
+    on_frames = collector.frames if collector is not None and stream else None
+    seen: set[tuple[str | None, str, str]] = set()
+    out: list[_Indexed] = []
+    for path, session in batch:
+        r = read_header(path, on_frames)
+        if r.problem or r.ds is None or r.file is None:
+            out.append(_Indexed(path, session, problem=r.problem or "unreadable",
+                                harmless=r.harmless))
+            continue
+        ds = r.ds
+        if collector is not None:
+            collector.header(ds)
+        study_uid = str(ds.get("StudyInstanceUID", "") or "")
+        series_uid = str(ds.SeriesInstanceUID)
+        sn = ds.get("SeriesNumber")
+        try:
+            series_number = int(sn) if sn not in (None, "") else None
+        except (TypeError, ValueError):
+            series_number = None
+        key = (session, study_uid, series_uid)
+        header = None
+        if key not in seen:
+            seen.add(key)
+            header = _kept_header(ds)
+        out.append(_Indexed(path, session, r.file, patient=patient_key(ds),
+                            study_uid=study_uid, series_uid=series_uid,
+                            series_number=series_number,
+                            modality=str(ds.get("Modality", "") or ""), header=header))
+    return out, collector
+
+
+def _index_batch_in_worker(args: tuple[list[tuple[Path, str | None]], HeaderCollector, bool]
+                           ) -> tuple[list[_Indexed], HeaderCollector | None]:
+    return _index_batch(*args)
+
+
+PARALLEL_FROM = 16
+"""Fewer files than this are read in the calling process. Forking a pool costs tens of
+milliseconds; an enhanced file's header alone can take that long to read."""
+
+
+def _index_all(todo: list[tuple[Path, str | None]], collector: HeaderCollector | None,
+               stream: bool, nprocs: int, while_waiting: Callable[[], None] | None = None
+               ) -> Iterator[_Indexed]:
+    """Every file of ``todo`` read, in order: by ``nprocs`` worker processes when the
+    collector can be split (:meth:`HeaderCollector.fresh`), else here. ``while_waiting``
+    runs here once the workers have started (never in the serial case)."""
+    fresh = collector.fresh() if collector is not None and nprocs > 1 else None
+    if fresh is None or len(todo) < PARALLEL_FROM:
+        yield from _index_batch(todo, collector, stream)[0]
+        return
+    size = max(8, min(256, len(todo) // (nprocs * 4)))
+    batches = [(todo[i:i + size], fresh, stream) for i in range(0, len(todo), size)]
+    with ProcessPoolExecutor(max_workers=nprocs, mp_context=pool_context()) as pool:
+        results = pool.map(_index_batch_in_worker, batches)  # submits all: workers forked
+        if while_waiting is not None:
+            while_waiting()
+        for indexed, part in results:
+            assert collector is not None and part is not None
+            collector.merge(part)
+            yield from indexed
+
+
 def index_participant(bids_dir: Path, label: str, *,
                       on_header: Callable[[Dataset], None] | None = None,
                       on_frames: FrameSink | None = None,
-                      sessions: list[str] | None = None) -> ParticipantDicom:
+                      collector: HeaderCollector | None = None, nprocs: int = 1,
+                      sessions: list[str] | None = None,
+                      while_waiting: Callable[[], None] | None = None) -> ParticipantDicom:
     """Index ``sourcedata/sub-<label>``.
 
-    ``on_header`` is called with every header read (the identifier collector uses it:
-    every file's PHI is seen, not only the first per series). ``sessions`` restricts
-    to those session labels. Raises :class:`DataError` if the folder holds more than
-    one patient (the message names the folder, never the patient).
+    Every header read goes to ``collector`` (or to ``on_header``, and a large enhanced
+    file's per-frame items to ``on_frames``): the identifier collector uses it, so every
+    file's PHI is seen, not only the first per series. With ``nprocs`` > 1 and a
+    collector that can be split, worker processes read the headers; the result is the
+    same, and ``while_waiting`` is called here while they read. ``sessions`` restricts
+    to those session labels. Raises :class:`DataError` if
+    the folder holds more than one patient (the message names the folder, never the
+    patient).
     """
+    if collector is None and (on_header is not None or on_frames is not None):
+        collector = CallbackCollector(on_header, on_frames)
+    stream = collector is not None and (on_frames is not None
+                                        or not isinstance(collector, CallbackCollector))
     root = participant_dicom_root(bids_dir, label)
     result = ParticipantDicom(label=label, root=root)
     if not root.is_dir():
         return result
     ses_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink()
                       and p.name.startswith("ses-"))
-    groups: dict[tuple[str | None, str, str], DicomSeries] = {}
-    patients: set[str] = set()
+    # the files to read, in walk order; what the walk itself skips keeps its place
+    todo: list[tuple[Path, str | None]] = []
+    walk: list[tuple[int, SkippedFile]] = []
 
     def add_tree(tree: Path, session: str | None) -> None:
-        for path in iter_files(tree, result.skipped):
+        found: list[SkippedFile] = []
+        for path in iter_files(tree, found):
+            walk.extend((len(todo), s) for s in found)
+            found.clear()
             if session is None and ses_dirs and path.parent == root:
-                result.skipped.append(SkippedFile(path, "file outside the ses-* folders"))
-                continue
-            if path.is_symlink() and not path.exists():
-                result.skipped.append(SkippedFile(path, "broken symbolic link"))
-                continue
-            r = read_header(path, on_frames)
-            if r.problem or r.ds is None or r.file is None:
-                result.skipped.append(SkippedFile(path, r.problem or "unreadable",
-                                                  harmless=r.harmless))
-                continue
-            if on_header is not None:
-                on_header(r.ds)
-            patients.add(patient_key(r.ds))
-            study_uid = str(r.ds.get("StudyInstanceUID", "") or "")
-            key = (session, study_uid, str(r.ds.SeriesInstanceUID))
-            series = groups.get(key)
-            if series is None:
-                sn = r.ds.get("SeriesNumber")
-                try:
-                    series_number = int(sn) if sn not in (None, "") else None
-                except (TypeError, ValueError):
-                    series_number = None
-                series = DicomSeries(session=session, study_uid=study_uid,
-                                     series_uid=str(r.ds.SeriesInstanceUID),
-                                     series_number=series_number,
-                                     modality=str(r.ds.get("Modality", "") or ""),
-                                     sop_class_uid=r.file.sop_class_uid,
-                                     header=_kept_header(r.ds))
-                groups[key] = series
-            series.files.append(r.file)
+                walk.append((len(todo), SkippedFile(path, "file outside the ses-* folders")))
+            elif path.is_symlink() and not path.exists():
+                walk.append((len(todo), SkippedFile(path, "broken symbolic link")))
+            else:
+                todo.append((path, session))
+        walk.extend((len(todo), s) for s in found)
 
+    outside: list[SkippedFile] = []
     if ses_dirs:
         for sd in ses_dirs:
             ses = sd.name[len("ses-"):]
@@ -430,11 +567,39 @@ def index_participant(bids_dir: Path, label: str, *,
             add_tree(sd, ses)
         for p in sorted(root.iterdir()):
             if p.is_file():
-                result.skipped.append(SkippedFile(p, "file outside the ses-* folders"))
+                outside.append(SkippedFile(p, "file outside the ses-* folders"))
             elif p.is_dir() and not p.name.startswith("ses-"):
-                result.skipped.append(SkippedFile(p, "folder outside the ses-* folders"))
+                outside.append(SkippedFile(p, "folder outside the ses-* folders"))
     else:
         add_tree(root, None)
+
+    groups: dict[tuple[str | None, str, str], DicomSeries] = {}
+    patients: set[str] = set()
+    pending = iter(walk)
+    next_walk = next(pending, None)
+    for i, item in enumerate(_index_all(todo, collector, stream, nprocs, while_waiting)):
+        while next_walk is not None and next_walk[0] <= i:
+            result.skipped.append(next_walk[1])
+            next_walk = next(pending, None)
+        if item.file is None:
+            result.skipped.append(SkippedFile(item.path, item.problem or "unreadable",
+                                              harmless=item.harmless))
+            continue
+        patients.add(item.patient)
+        key = (item.session, item.study_uid, item.series_uid)
+        series = groups.get(key)
+        if series is None:
+            assert item.header is not None  # the first file of a series keeps its header
+            series = DicomSeries(session=item.session, study_uid=item.study_uid,
+                                 series_uid=item.series_uid,
+                                 series_number=item.series_number, modality=item.modality,
+                                 sop_class_uid=item.file.sop_class_uid, header=item.header)
+            groups[key] = series
+        series.files.append(item.file)
+    while next_walk is not None:
+        result.skipped.append(next_walk[1])
+        next_walk = next(pending, None)
+    result.skipped.extend(outside)
     if len(patients) > 1:
         raise DataError(f"sourcedata/sub-{label} holds DICOM of {len(patients)} different "
                         "patients; put each patient in its own sub-<label> folder")

@@ -13,8 +13,6 @@ With ``nprocs`` 1 everything runs in the calling process.
 
 from __future__ import annotations
 
-import multiprocessing
-import threading
 import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -34,6 +32,7 @@ from bidsdeid.dicom.selfcheck import LeakChecker
 from bidsdeid.dicom.writer import FileDeidentifier
 from bidsdeid.errors import BidsdeidError, LeakError
 from bidsdeid.privacy.keys import DateOffset, ProjectKey
+from bidsdeid.utils.processes import pool_context
 
 
 @dataclass(frozen=True)
@@ -121,14 +120,6 @@ def run_one(fd: FileDeidentifier, job: Job) -> JobResult:
                                           f" {tb})")
 
 
-def _context() -> multiprocessing.context.BaseContext:
-    """fork when this process has one thread (fast, safe), else spawn."""
-    methods = multiprocessing.get_all_start_methods()
-    if "fork" in methods and threading.active_count() == 1:
-        return multiprocessing.get_context("fork")
-    return multiprocessing.get_context("spawn")
-
-
 def run_jobs(settings: WorkerSettings, jobs: list[Job], nprocs: int,
              on_done: Callable[[JobResult], None] | None = None) -> Iterator[JobResult]:
     """Results of ``jobs`` in job order, computed by ``nprocs`` processes."""
@@ -141,7 +132,7 @@ def run_jobs(settings: WorkerSettings, jobs: list[Job], nprocs: int,
             yield result
         return
     chunk = max(1, min(16, len(jobs) // (nprocs * 4)))
-    with ProcessPoolExecutor(max_workers=nprocs, mp_context=_context(), initializer=_init,
+    with ProcessPoolExecutor(max_workers=nprocs, mp_context=pool_context(), initializer=_init,
                              initargs=(settings,)) as pool:
         for result in pool.map(_run, jobs, chunksize=chunk):
             if on_done:

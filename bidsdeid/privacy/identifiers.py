@@ -12,6 +12,7 @@ the whole dataset.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable
@@ -204,15 +205,7 @@ class Identifiers:
 
     def _add_elements_fast(self, ds: Dataset) -> None:
         for tag in sorted(ds.keys()):
-            raw_vr = ds.get_item(tag).VR
-            keyword = "" if tag.is_private else (keyword_for_tag(tag) or "")
-            if raw_vr is None and not tag.is_private:
-                try:
-                    raw_vr = dictionary_VR(tag)
-                except KeyError:
-                    raw_vr = None
-            if (raw_vr not in (None, "UN", "SQ") and raw_vr not in _IDENTIFYING_VRS
-                    and keyword not in _KEYWORD_KINDS and keyword not in TECHNICAL_KEYWORDS):
+            if not _may_identify(int(tag), ds.get_item(tag).VR):
                 continue  # e.g. US, DS, FD, OB pixel-adjacent data: nothing to collect
             elem = ds[tag]
             if elem.VR == "SQ":
@@ -271,6 +264,21 @@ class Identifiers:
     @classmethod
     def load(cls, path: str | Path) -> Identifiers:
         return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+@functools.lru_cache(maxsize=65536)
+def _may_identify(tag: int, raw_vr: str | None) -> bool:
+    """Whether an element can hold an identifier, from its tag and raw VR alone (cached:
+    a study repeats the same few hundred tags in every header)."""
+    private = bool((tag >> 16) & 1)
+    keyword = "" if private else (keyword_for_tag(tag) or "")
+    if raw_vr is None and not private:
+        try:
+            raw_vr = dictionary_VR(tag)
+        except KeyError:
+            raw_vr = None
+    return (raw_vr in (None, "UN", "SQ") or raw_vr in _IDENTIFYING_VRS
+            or keyword in _KEYWORD_KINDS or keyword in TECHNICAL_KEYWORDS)
 
 
 def _clean(text: str) -> str:

@@ -181,9 +181,13 @@ def surface_renders(before: tuple[np.ndarray, np.ndarray] | None,
         raise ValueError("nothing to render")
     grid = volume.RasGrid.covering(ref[0].shape, ref[1], box=volume.head_box(*ref))
     heads = _heads(before, after, grid)
-    camera = render.Camera.around(render.surface_points(heads["ref"], grid), grid.spacing)
-    renders = {k: render.render_views(render.surface_points(m, grid), camera)
-               for k, m in heads.items() if k != "ref"}
+    points = {k: render.surface_points(m, grid) for k, m in heads.items() if k != "ref"}
+    ref_points = next((points[k] for k, m in heads.items() if k != "ref" and m is heads["ref"]),
+                      None)  # "ref" is one of the others: its surface is not found twice
+    if ref_points is None:
+        ref_points = render.surface_points(heads["ref"], grid)
+    camera = render.Camera.around(ref_points, grid.spacing)
+    renders = {k: render.render_views(pts, camera) for k, pts in points.items()}
     return RenderSet(grid, heads, camera, renders)
 
 
