@@ -34,7 +34,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bidsdeid.bids.stage import WHILE_READING
 from bidsdeid.config import RunConfig
 from bidsdeid.context import ParticipantContext
 from bidsdeid.errors import BidsdeidError, DataError, ExitCode, is_disk_full, worst
@@ -76,12 +75,8 @@ _STAGES: list[tuple[str, str]] = [
     ("publish", "bidsdeid.publish:run"),
 ]
 """Each stage by name and ``module:function``; a stage's module is imported when the
-stage runs (or while the headers are read: :func:`warm_imports`), so a participant
-starts reading at once."""
-
-WARM_MODULES = ("bidsdeid.qc.stage", "bidsdeid.qc.volume", "cv2", "skimage.filters",
-                "nibabel")
-"""Modules later stages import on first use, beyond the stage modules themselves."""
+stage runs, so a participant starts reading at once and a stage that has nothing to do
+(no ``--rules``, no ``--dicom-out``) costs no imports."""
 
 
 def _resolve(target: str) -> Callable[[ParticipantContext], None]:
@@ -98,14 +93,6 @@ def _lazy(target: str) -> Callable[[ParticipantContext], None]:
 
 def _stages() -> list[Stage]:
     return [(name, _lazy(target)) for name, target in _STAGES]
-
-
-def warm_imports() -> None:
-    """Import what the later stages need (about half a second of imports). Called while
-    worker processes read the headers and this process only waits."""
-    later = [t.partition(":")[0] for name, t in _STAGES if name != "load inputs"]
-    for module in dict.fromkeys([*later, *WARM_MODULES]):
-        importlib.import_module(module)
 
 
 def _require_images(ctx: ParticipantContext) -> None:
@@ -133,7 +120,6 @@ def make_context(config: RunConfig, key: ProjectKey, label: str,
     ctx = ParticipantContext(config=config, key=key, input_label=label, output_label=label,
                              offset=key.date_offset(label), work=work, staging=staging,
                              progress=progress)
-    ctx.results[WHILE_READING] = warm_imports
     return ctx
 
 

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import DICOM_SESSIONS
 
 from bidsdeid.bids.stage import InputCollector
 from bidsdeid.dicom import index
 from bidsdeid.privacy.identifiers import Identifiers
-from conftest import DICOM_SESSIONS
 
 pytestmark = [pytest.mark.needs_shared]
 
@@ -41,8 +41,8 @@ def _read(study: Path, label: str, nprocs: int, monkeypatch: pytest.MonkeyPatch
 
 
 def _assert_same(serial: dict[str, Any], parallel: dict[str, Any]) -> None:
-    for key in serial:
-        assert parallel[key] == serial[key], key
+    for key, value in serial.items():
+        assert parallel[key] == value, key
 
 
 def test_parallel_index_equals_serial_with_sessions_and_oddities(

@@ -28,10 +28,6 @@ HEADER_HOOKS = "header_hooks"
 and facts collectors (the site rules take the values a rule keeps out of the
 identifiers there: :mod:`bidsdeid.site.stage`)."""
 
-WHILE_READING = "while_reading"
-"""``ctx.results`` key: a function this process calls while worker processes read the
-headers (the participant level imports the later stages' modules then)."""
-
 
 def load_inputs(ctx: ParticipantContext) -> None:
     """Index and collect (:func:`read_inputs`), then save the identifiers."""
@@ -88,8 +84,7 @@ def read_inputs(ctx: ParticipantContext) -> None:
     collector = InputCollector(ctx.identifiers, list(ctx.results.get(HEADER_HOOKS, ())))
     facts = collector.facts
     ctx.dicom = index_participant(cfg.bids_dir, ctx.input_label, collector=collector,
-                                  nprocs=cfg.nprocs, sessions=cfg.session_label,
-                                  while_waiting=ctx.results.get(WHILE_READING))
+                                  nprocs=cfg.nprocs, sessions=cfg.session_label)
     ctx.results["dicom_facts"] = facts.by_path
     for skipped in ctx.dicom.skipped:
         rel = skipped.path.relative_to(cfg.bids_dir) if skipped.path.is_relative_to(

@@ -490,11 +490,9 @@ milliseconds; an enhanced file's header alone can take that long to read."""
 
 
 def _index_all(todo: list[tuple[Path, str | None]], collector: HeaderCollector | None,
-               stream: bool, nprocs: int, while_waiting: Callable[[], None] | None = None
-               ) -> Iterator[_Indexed]:
+               stream: bool, nprocs: int) -> Iterator[_Indexed]:
     """Every file of ``todo`` read, in order: by ``nprocs`` worker processes when the
-    collector can be split (:meth:`HeaderCollector.fresh`), else here. ``while_waiting``
-    runs here once the workers have started (never in the serial case)."""
+    collector can be split (:meth:`HeaderCollector.fresh`), else here."""
     fresh = collector.fresh() if collector is not None and nprocs > 1 else None
     if fresh is None or len(todo) < PARALLEL_FROM:
         yield from _index_batch(todo, collector, stream)[0]
@@ -502,10 +500,7 @@ def _index_all(todo: list[tuple[Path, str | None]], collector: HeaderCollector |
     size = max(8, min(256, len(todo) // (nprocs * 4)))
     batches = [(todo[i:i + size], fresh, stream) for i in range(0, len(todo), size)]
     with ProcessPoolExecutor(max_workers=nprocs, mp_context=pool_context()) as pool:
-        results = pool.map(_index_batch_in_worker, batches)  # submits all: workers forked
-        if while_waiting is not None:
-            while_waiting()
-        for indexed, part in results:
+        for indexed, part in pool.map(_index_batch_in_worker, batches):
             assert collector is not None and part is not None
             collector.merge(part)
             yield from indexed
@@ -515,16 +510,14 @@ def index_participant(bids_dir: Path, label: str, *,
                       on_header: Callable[[Dataset], None] | None = None,
                       on_frames: FrameSink | None = None,
                       collector: HeaderCollector | None = None, nprocs: int = 1,
-                      sessions: list[str] | None = None,
-                      while_waiting: Callable[[], None] | None = None) -> ParticipantDicom:
+                      sessions: list[str] | None = None) -> ParticipantDicom:
     """Index ``sourcedata/sub-<label>``.
 
     Every header read goes to ``collector`` (or to ``on_header``, and a large enhanced
     file's per-frame items to ``on_frames``): the identifier collector uses it, so every
     file's PHI is seen, not only the first per series. With ``nprocs`` > 1 and a
     collector that can be split, worker processes read the headers; the result is the
-    same, and ``while_waiting`` is called here while they read. ``sessions`` restricts
-    to those session labels. Raises :class:`DataError` if
+    same. ``sessions`` restricts to those session labels. Raises :class:`DataError` if
     the folder holds more than one patient (the message names the folder, never the
     patient).
     """
@@ -577,7 +570,7 @@ def index_participant(bids_dir: Path, label: str, *,
     patients: set[str] = set()
     pending = iter(walk)
     next_walk = next(pending, None)
-    for i, item in enumerate(_index_all(todo, collector, stream, nprocs, while_waiting)):
+    for i, item in enumerate(_index_all(todo, collector, stream, nprocs)):
         while next_walk is not None and next_walk[0] <= i:
             result.skipped.append(next_walk[1])
             next_walk = next(pending, None)
