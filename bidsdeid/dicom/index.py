@@ -21,11 +21,13 @@ magic, no ``.dcm``/``.ima`` name: a text note, a picture). Everything else skipp
 
 from __future__ import annotations
 
+import gc
 import os
 import stat
 import struct
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -443,11 +445,34 @@ class _Indexed:
     header: Dataset | None = None
 
 
+GC_THRESHOLD_WHILE_READING = 50_000
+"""Allocations between two young-generation garbage collections while headers are read
+(Python's default is 700). pydicom allocates millions of small objects and almost no
+cycles; collecting every 700 took a third of the read time. Memory is still freed by
+reference counting as each header is let go."""
+
+
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    old = gc.get_threshold()
+    gc.set_threshold(max(old[0], GC_THRESHOLD_WHILE_READING), *old[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
+
+
 def _index_batch(batch: list[tuple[Path, str | None]], collector: HeaderCollector | None,
                  stream: bool) -> tuple[list[_Indexed], HeaderCollector | None]:
     """Read the headers of ``batch`` in order, each through ``collector``; keep the
     header of the first file of each series (the batch's first: the parent keeps the
     first of the whole participant, which is the first of some batch)."""
+    with _fewer_collections():
+        return _read_batch(batch, collector, stream)
+
+
+def _read_batch(batch: list[tuple[Path, str | None]], collector: HeaderCollector | None,
+                stream: bool) -> tuple[list[_Indexed], HeaderCollector | None]:
     on_frames = collector.frames if collector is not None and stream else None
     seen: set[tuple[str | None, str, str]] = set()
     out: list[_Indexed] = []
