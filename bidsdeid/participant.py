@@ -25,7 +25,6 @@ stage or gate publishes nothing.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import shutil
 import time
@@ -59,40 +58,31 @@ class ParticipantResult:
 Stage = tuple[str, Callable[[ParticipantContext], None]]
 
 
-_STAGES: list[tuple[str, str]] = [
-    ("site rules", "bidsdeid.site.stage:prepare"),
-    ("load inputs", "bidsdeid.bids.stage:load_inputs"),
-    ("assign labels", "bidsdeid.bids.labels:assign"),
-    ("convert DICOM", "bidsdeid.convert.stage:run"),
-    ("copy BIDS inputs", "bidsdeid.bids.inputs:run"),
-    ("deface", "bidsdeid.deface.stage:run"),
-    ("check images", "bidsdeid.participant:_require_images"),
-    ("de-identify DICOM", "bidsdeid.dicom.stage:run"),
-    ("write tables", "bidsdeid.bids.tables:run"),
-    ("QC reports", "bidsdeid.participant:_qc_stage"),
-    ("site rules audit", "bidsdeid.site.stage:audit"),
-    ("leak scan", "bidsdeid.privacy.leakscan:run"),
-    ("publish", "bidsdeid.publish:run"),
-]
-"""Each stage by name and ``module:function``; a stage's module is imported when the
-stage runs, so a participant starts reading at once and a stage that has nothing to do
-(no ``--rules``, no ``--dicom-out``) costs no imports."""
-
-
-def _resolve(target: str) -> Callable[[ParticipantContext], None]:
-    module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
-
-
-def _lazy(target: str) -> Callable[[ParticipantContext], None]:
-    def run_stage(ctx: ParticipantContext) -> None:
-        _resolve(target)(ctx)
-
-    return run_stage
-
-
 def _stages() -> list[Stage]:
-    return [(name, _lazy(target)) for name, target in _STAGES]
+    from bidsdeid import publish
+    from bidsdeid.bids import inputs, labels, tables
+    from bidsdeid.bids import stage as bids_stage
+    from bidsdeid.convert import stage as convert_stage
+    from bidsdeid.deface import stage as deface_stage
+    from bidsdeid.dicom import stage as dicom_stage
+    from bidsdeid.privacy import leakscan
+    from bidsdeid.site import stage as site_stage
+
+    return [
+        ("site rules", site_stage.prepare),
+        ("load inputs", bids_stage.load_inputs),
+        ("assign labels", labels.assign),
+        ("convert DICOM", convert_stage.run),
+        ("copy BIDS inputs", inputs.run),
+        ("deface", deface_stage.run),
+        ("check images", _require_images),
+        ("de-identify DICOM", dicom_stage.run),
+        ("write tables", tables.run),
+        ("QC reports", _qc_stage),
+        ("site rules audit", site_stage.audit),
+        ("leak scan", leakscan.run),
+        ("publish", publish.run),
+    ]
 
 
 def _require_images(ctx: ParticipantContext) -> None:
@@ -117,10 +107,9 @@ def make_context(config: RunConfig, key: ProjectKey, label: str,
     if staging.exists():  # a previous, unfinished run: start clean (deterministic output)
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
-    ctx = ParticipantContext(config=config, key=key, input_label=label, output_label=label,
-                             offset=key.date_offset(label), work=work, staging=staging,
-                             progress=progress)
-    return ctx
+    return ParticipantContext(config=config, key=key, input_label=label, output_label=label,
+                              offset=key.date_offset(label), work=work, staging=staging,
+                              progress=progress)
 
 
 def process(config: RunConfig, key: ProjectKey, label: str,

@@ -5,6 +5,7 @@ for classic files with oddities mixed in and for streamed large enhanced files."
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
 from pathlib import Path
@@ -76,8 +77,7 @@ def test_parallel_index_equals_serial_for_streamed_enhanced_files(
     # every enhanced file streamed (forked workers inherit the lowered threshold)
     monkeypatch.setattr(index, "STREAM_FRAMES_ABOVE", 0)
     monkeypatch.setattr(index, "PARALLEL_FROM", 8)
-    monkeypatch.setattr(index, "pool_context", lambda: __import__(
-        "multiprocessing").get_context("fork"))
+    monkeypatch.setattr(index, "pool_context", lambda: multiprocessing.get_context("fork"))
     study = tmp_path / "study"
     shutil.copytree(shared_data / DICOM_SESSIONS["xa30"], study / "sourcedata" / "sub-x")
     serial, _ = _read(study, "x", 1, monkeypatch)

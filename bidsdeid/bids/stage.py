@@ -73,19 +73,14 @@ class InputCollector:
         self.identifiers.merge(other.identifiers)
         self.facts.merge(other.facts)
 
-    def __getstate__(self) -> dict[str, object]:
-        self.facts.finish()  # a streamed file's pending frames are not sent
-        return self.__dict__
-
 
 def read_inputs(ctx: ParticipantContext) -> None:
     """Everything :func:`load_inputs` does, writing nothing (the dry run uses it)."""
     cfg = ctx.config
     collector = InputCollector(ctx.identifiers, list(ctx.results.get(HEADER_HOOKS, ())))
-    facts = collector.facts
     ctx.dicom = index_participant(cfg.bids_dir, ctx.input_label, collector=collector,
                                   nprocs=cfg.nprocs, sessions=cfg.session_label)
-    ctx.results["dicom_facts"] = facts.by_path
+    ctx.results["dicom_facts"] = collector.facts.by_path
     for skipped in ctx.dicom.skipped:
         rel = skipped.path.relative_to(cfg.bids_dir) if skipped.path.is_relative_to(
             cfg.bids_dir) else skipped.path

@@ -368,9 +368,10 @@ class FactsCollector:
         if key:
             self.by_path[key] = facts
 
-    def finish(self) -> None:
-        """Let go of a streamed file's frames that no header call took (a skipped file)."""
-        self._streamed = None
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled (to and from a worker process) without a streamed file's pending
+        frames: they belong to a read in progress in this process."""
+        return {**self.__dict__, "_streamed": None}
 
     def merge(self, other: FactsCollector) -> None:
         """Fold in another collector's facts (a worker's, read after these)."""

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -467,46 +468,36 @@ def _index_batch(batch: list[tuple[Path, str | None]], collector: HeaderCollecto
     """Read the headers of ``batch`` in order, each through ``collector``; keep the
     header of the first file of each series (the batch's first: the parent keeps the
     first of the whole participant, which is the first of some batch)."""
-    with _fewer_collections():
-        return _read_batch(batch, collector, stream)
-
-
-def _read_batch(batch: list[tuple[Path, str | None]], collector: HeaderCollector | None,
-                stream: bool) -> tuple[list[_Indexed], HeaderCollector | None]:
     on_frames = collector.frames if collector is not None and stream else None
     seen: set[tuple[str | None, str, str]] = set()
     out: list[_Indexed] = []
-    for path, session in batch:
-        r = read_header(path, on_frames)
-        if r.problem or r.ds is None or r.file is None:
-            out.append(_Indexed(path, session, problem=r.problem or "unreadable",
-                                harmless=r.harmless))
-            continue
-        ds = r.ds
-        if collector is not None:
-            collector.header(ds)
-        study_uid = str(ds.get("StudyInstanceUID", "") or "")
-        series_uid = str(ds.SeriesInstanceUID)
-        sn = ds.get("SeriesNumber")
-        try:
-            series_number = int(sn) if sn not in (None, "") else None
-        except (TypeError, ValueError):
-            series_number = None
-        key = (session, study_uid, series_uid)
-        header = None
-        if key not in seen:
-            seen.add(key)
-            header = _kept_header(ds)
-        out.append(_Indexed(path, session, r.file, patient=patient_key(ds),
-                            study_uid=study_uid, series_uid=series_uid,
-                            series_number=series_number,
-                            modality=str(ds.get("Modality", "") or ""), header=header))
+    with _fewer_collections():
+        for path, session in batch:
+            r = read_header(path, on_frames)
+            if r.problem or r.ds is None or r.file is None:
+                out.append(_Indexed(path, session, problem=r.problem or "unreadable",
+                                    harmless=r.harmless))
+                continue
+            ds = r.ds
+            if collector is not None:
+                collector.header(ds)
+            study_uid = str(ds.get("StudyInstanceUID", "") or "")
+            series_uid = str(ds.SeriesInstanceUID)
+            sn = ds.get("SeriesNumber")
+            try:
+                series_number = int(sn) if sn not in (None, "") else None
+            except (TypeError, ValueError):
+                series_number = None
+            key = (session, study_uid, series_uid)
+            header = None
+            if key not in seen:
+                seen.add(key)
+                header = _kept_header(ds)
+            out.append(_Indexed(path, session, r.file, patient=patient_key(ds),
+                                study_uid=study_uid, series_uid=series_uid,
+                                series_number=series_number,
+                                modality=str(ds.get("Modality", "") or ""), header=header))
     return out, collector
-
-
-def _index_batch_in_worker(args: tuple[list[tuple[Path, str | None]], HeaderCollector, bool]
-                           ) -> tuple[list[_Indexed], HeaderCollector | None]:
-    return _index_batch(*args)
 
 
 PARALLEL_FROM = 16
@@ -523,9 +514,9 @@ def _index_all(todo: list[tuple[Path, str | None]], collector: HeaderCollector |
         yield from _index_batch(todo, collector, stream)[0]
         return
     size = max(8, min(256, len(todo) // (nprocs * 4)))
-    batches = [(todo[i:i + size], fresh, stream) for i in range(0, len(todo), size)]
+    batches = [todo[i:i + size] for i in range(0, len(todo), size)]
     with ProcessPoolExecutor(max_workers=nprocs, mp_context=pool_context()) as pool:
-        for indexed, part in pool.map(_index_batch_in_worker, batches):
+        for indexed, part in pool.map(_index_batch, batches, repeat(fresh), repeat(stream)):
             assert collector is not None and part is not None
             collector.merge(part)
             yield from indexed

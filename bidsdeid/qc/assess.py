@@ -182,11 +182,9 @@ def surface_renders(before: tuple[np.ndarray, np.ndarray] | None,
     grid = volume.RasGrid.covering(ref[0].shape, ref[1], box=volume.head_box(*ref))
     heads = _heads(before, after, grid)
     points = {k: render.surface_points(m, grid) for k, m in heads.items() if k != "ref"}
-    ref_points = next((points[k] for k, m in heads.items() if k != "ref" and m is heads["ref"]),
-                      None)  # "ref" is one of the others: its surface is not found twice
-    if ref_points is None:
-        ref_points = render.surface_points(heads["ref"], grid)
-    camera = render.Camera.around(ref_points, grid.spacing)
+    # "ref" is the "before" or the "after" mask itself (_heads): its surface is found once
+    ref_key = next(k for k, m in heads.items() if k != "ref" and m is heads["ref"])
+    camera = render.Camera.around(points[ref_key], grid.spacing)
     renders = {k: render.render_views(pts, camera) for k, pts in points.items()}
     return RenderSet(grid, heads, camera, renders)
 

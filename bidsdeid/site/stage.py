@@ -14,15 +14,18 @@ Without ``--rules`` both do nothing.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydicom.dataset import Dataset
 
+from bidsdeid.bids.sidecar import FIELD_RULES
+from bidsdeid.bids.stage import HEADER_HOOKS
 from bidsdeid.context import ParticipantContext
-
-if TYPE_CHECKING:
-    from bidsdeid.site import rules as rules_mod
-    from bidsdeid.site.kept import KeptValues
+from bidsdeid.dicom.stage import OVERRIDES
+from bidsdeid.site import rules as rules_mod
+from bidsdeid.site.kept import KeptValues
+from bidsdeid.site.sidecar_rules import field_rules
+from bidsdeid.utils.atomic import write_json
 
 SITE_RULES = "site_rules"
 """``ctx.results`` key of the :class:`~bidsdeid.site.rules.SiteRules` in force."""
@@ -69,15 +72,6 @@ def prepare(ctx: ParticipantContext) -> None:
     path = ctx.config.rules_file
     if path is None:
         return
-    # imported here: without --rules this stage costs nothing (the DICOM writer and the
-    # sidecar modules load while the headers are read)
-    from bidsdeid.bids.sidecar import FIELD_RULES
-    from bidsdeid.bids.stage import HEADER_HOOKS
-    from bidsdeid.dicom.stage import OVERRIDES
-    from bidsdeid.site import rules as rules_mod
-    from bidsdeid.site.kept import KeptValues
-    from bidsdeid.site.sidecar_rules import field_rules
-
     rules = rules_mod.load(path)
     ctx.config.deid.site_rules = rules.method_note()  # what the run records, as read now
     kept = KeptValues(ctx.identifiers)
@@ -92,9 +86,6 @@ def audit(ctx: ParticipantContext) -> None:
     rules: rules_mod.SiteRules | None = ctx.results.get(SITE_RULES)
     if rules is None:
         return
-    from bidsdeid.bids.sidecar import FIELD_RULES
-    from bidsdeid.utils.atomic import write_json
-
     kept: KeptValues = ctx.results[KEPT]
     write_json(ctx.audit_dir / "site_rules.json", {
         **rules.to_json(),
