@@ -94,14 +94,17 @@ def test_nifti_scrub_clears_text_and_extensions_and_keeps_voxels() -> None:
     img.header["aux_file"] = b"Zorbulon"
     img.header["db_name"] = b"db"
     img.header["intent_name"] = b"intent"
+    img.header["data_type"] = b"Qwelmar"  # unused ANALYZE fields: any program may fill them
+    img.header["glmax"] = 19310512
     img.header.set_slope_inter(2.0, -1.0)
     img.header.extensions.append(nib.nifti1.Nifti1Extension(6, b"comment Zorbulon\x00\x00\x00"))
     raw = img.to_bytes()
     clean = nifti.scrub_bytes(raw)
     assert nifti.header_text(raw)["aux_file"] == "Zorbulon"
     assert set(nifti.header_text(clean).values()) == {""}
-    assert b"Zorbulon" not in clean
+    assert b"Zorbulon" not in clean and b"Qwelmar" not in clean
     back = nib.Nifti1Image.from_bytes(clean)
+    assert int(back.header["glmax"]) == 0
     assert len(back.header.extensions) == 0
     assert struct.unpack("<f", clean[108:112])[0] == 352 and clean[348:352] == b"\0" * 4
     original = nib.Nifti1Image.from_bytes(raw)
@@ -113,3 +116,16 @@ def test_nifti_scrub_clears_text_and_extensions_and_keeps_voxels() -> None:
     with pytest.raises(nifti.NiftiError):
         nifti.scrub_bytes(raw[:400])  # truncated voxel data
     assert isinstance(io.BytesIO(clean).read(4), bytes)
+
+
+def test_nifti2_scrub_clears_unused_text() -> None:
+    img = nib.Nifti2Image(np.arange(24, dtype=np.int16).reshape(2, 3, 4), np.eye(4))
+    img.header["unused_str"] = b"Zorbulon1931"
+    img.header["descrip"] = b"Time=120517.000"
+    raw = img.to_bytes()
+    assert nifti.header_text(raw)["unused_str"] == "Zorbulon1931"
+    clean = nifti.scrub_bytes(raw)
+    assert set(nifti.header_text(clean).values()) == {""}
+    assert b"Zorbulon" not in clean and b"120517" not in clean
+    back = nib.Nifti2Image.from_bytes(clean)
+    assert np.array_equal(back.get_fdata(), img.get_fdata())

@@ -2,8 +2,9 @@
 
 dcm2niix writes acquisition times into ``descrip`` and ImageComments into
 ``aux_file``; other converters use ``db_name``, ``intent_name`` and header
-extensions (JSON, DICOM, AFNI). All of them are cleared here: the header is parsed
-with nibabel, the four text fields emptied, ``vox_offset`` set to the end of the
+extensions (JSON, DICOM, AFNI), and the unused ANALYZE fields can hold anything. All
+of them are cleared here: the header is parsed with nibabel, every text field emptied
+and the unused numbers zeroed, ``vox_offset`` set to the end of the
 header (352 bytes for NIfTI-1, 544 for NIfTI-2) and the extension flag zeroed; the
 voxel bytes are copied as they are, so data, scaling and affine equal the
 converter's own output exactly. The result is gzipped with mtime 0
@@ -24,7 +25,12 @@ from nibabel.nifti2 import Nifti2Header
 
 from bidsdeid.utils.atomic import gzip_bytes, write_bytes
 
-TEXT_FIELDS = ("descrip", "aux_file", "db_name", "intent_name")
+TEXT_FIELDS = ("descrip", "aux_file", "db_name", "intent_name", "data_type", "unused_str")
+"""Every text field of either header: the four NIfTI text fields, and the unused
+ANALYZE ``data_type`` (NIfTI-1) and ``unused_str`` (NIfTI-2), which readers ignore and
+any program may fill."""
+UNUSED_NUMBERS = ("extents", "session_error", "glmax", "glmin")
+"""NIfTI-1's unused ANALYZE numbers: zeroed, so nothing rides along in them either."""
 
 
 class NiftiError(ValueError):
@@ -69,6 +75,9 @@ def scrub_bytes(raw: bytes) -> bytes:
     for name in TEXT_FIELDS:
         if name in hdr:
             hdr[name] = b""
+    for name in UNUSED_NUMBERS:
+        if name in hdr:
+            hdr[name] = 0
     new_offset = size + 4
     hdr["vox_offset"] = new_offset
     return hdr.binaryblock + b"\x00\x00\x00\x00" + raw[offset:offset + n_bytes]
