@@ -1,6 +1,6 @@
 """Allow ``python -m bidsdeid``."""
 
-from bidsdeid.cli.run import main
+from bidsdeid.cli.run import entry
 
 if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+    entry()

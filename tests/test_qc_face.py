@@ -160,3 +160,26 @@ def test_pydeface_face_mask_on_its_template(shift: tuple[float, float, float],
         assert qc.face.status in ("pass", "review"), qc.face.message
     else:
         assert qc.face.status == "fail", qc.face.message
+
+
+def test_threads_change_nothing(tmp_path: Path) -> None:
+    """QC with the face detectors in a second thread (``threads`` > 1) gives the same
+    verdict, evidence, metrics and figures, byte for byte, as QC in one thread: here on
+    pydeface's head defaced 40 mm too low, so both states have detections to box."""
+    (data, affine), removed = pydeface_head_and_face_mask()
+    removed = shifted(removed, affine, (0.0, 0.0, -40.0))
+    paths = {}
+    for name, arr in (("orig", data), ("defaced", np.where(removed, 0, data)),
+                      ("removed", removed.astype(np.uint8))):
+        paths[name] = tmp_path / f"{name}.nii"
+        nib.save(nib.Nifti1Image(arr, affine), str(paths[name]))
+    res = DefaceResult("sub-01/anat/sub-01_T1w.nii.gz", "T1w", "anchor", paths["orig"],
+                       paths["defaced"], paths["removed"], None, None, template="pydeface")
+    item = ImageInput(res.rel_path, "T1w", res, res.original, res.defaced)
+    one, two = assess(item, threads=1), assess(item, threads=2)
+    assert one.face is not None and two.face is not None
+    assert one.face.status == two.face.status == "fail"
+    assert one.face.before == two.face.before and one.face.after == two.face.after
+    assert one.face.after is not None and one.face.after.detections
+    assert one.metrics == two.metrics and one.status == two.status
+    assert [(f.name, f.png) for f in one.figures] == [(f.name, f.png) for f in two.figures]

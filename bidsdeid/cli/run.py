@@ -12,6 +12,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -263,6 +264,25 @@ def main(argv: list[str] | None = None) -> int:
         log.error("internal error (%s: %s); the log in the private dir has the details",
                   type(exc).__name__, exc)
         return int(ExitCode.FAILURE)
+
+
+def entry() -> None:
+    """The console command: :func:`main`, then a quick exit.
+
+    Everything a run writes is closed and renamed before :func:`main` returns, so the
+    interpreter's teardown (freeing every object of about 1,100 loaded modules: 0.15 to
+    0.2 s, a twentieth of a small participant's run) is skipped, as mypy does. With a
+    thread still running the normal exit waits for it."""
+    code = main()
+    logging.shutdown()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:  # a closed pipe: nothing more can be said
+        code = code or int(ExitCode.FAILURE)
+    if threading.active_count() == 1:
+        os._exit(code)
+    sys.exit(code)
 
 
 def _run_level(config: RunConfig) -> ExitCode:

@@ -8,9 +8,11 @@ face, so the shareable report can leave those out).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -19,6 +21,8 @@ from bidsdeid.qc import face, figures, metrics, render, slices, volume
 from bidsdeid.qc.figures import Figure
 
 FACE_GATE = "face not visible"
+
+T = TypeVar("T")
 
 STATUS_ORDER = ("error", "fail", "review", "inconclusive", "not defaced", "pass")
 """Worst first: the order of the group report."""
@@ -113,8 +117,11 @@ def face_gate(check: face.FaceCheck) -> GateResult:
                       message=check.message)
 
 
-def assess(item: ImageInput) -> ImageQC:
-    """Render, check and measure one image (raises only on unreadable files)."""
+def assess(item: ImageInput, threads: int = 1) -> ImageQC:
+    """Render, check and measure one image (raises only on unreadable files). With
+    ``threads`` > 1 the face detectors run in a second thread beside the nose check,
+    the metrics and the slices (numpy, scipy and OpenCV let go of the GIL); the result
+    is the same."""
     res = item.result
     qc = ImageQC(item.rel_path, item.suffix, res.role if res else "not defaced")
     if res is not None:
@@ -133,33 +140,56 @@ def assess(item: ImageInput) -> ImageQC:
     shots = surface_renders(before, after)
     grid, heads, camera, renders = shots.grid, shots.heads, shots.camera, shots.renders
     scale = face.scale_of(renders.get("before") or renders["after"])
-    ev_before = face.evidence(renders["before"], scale) if "before" in renders else None
-    ev_after = face.evidence(renders["after"], scale) if "after" in renders else None
+    pool = ThreadPoolExecutor(1, thread_name_prefix="bidsdeid-qc") if threads > 1 else None
+    try:
+        haar = {state: _soon(pool, face.haar_scores, views, scale)
+                for state, views in renders.items() if "front" in views}
+        nose = {state: face.nose_prominence(renders[state]["front"]) for state in haar}
+        removed = _load_mask(res.removed_mask if res else None, ref_data.shape)
+        brain = _load_mask(res.brain_mask if res else None, ref_data.shape)
+        template = _load(res.template_warped if res else None)
+        m, closest = metrics.defacing_metrics(
+            before[0] if before else None, after[0] if after else None,
+            removed[0] if removed else None,
+            brain[0] if brain is not None and removed is not None
+            and brain[0].shape == removed[0].shape else None, ref_aff)
+        qc.metrics = m
+        if template is not None and before is not None:
+            corr = metrics.template_correlation(before[0], template[0])
+            if corr is not None:
+                qc.metrics["template_correlation"] = corr
+        centre = closest.brain_point if closest else camera.center
+        slice_figures = _slice_figures(before, after, removed, brain, template, grid, heads,
+                                       centre)
+        evidence: dict[str, face.FaceEvidence | None] = {
+            state: face.combine(renders[state]["front"], haar[state](), nose[state])
+            for state in haar}
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    for state in renders:
+        evidence.setdefault(state, face.FaceEvidence())  # no front view: nothing to look at
+    ev_before, ev_after = evidence.get("before"), evidence.get("after")
     if item.after is not None or res is not None and res.role != "not defaced":
         qc.face = face.judge(ev_before, ev_after)
         if after is not None:
             qc.gates.append(face_gate(qc.face))
     else:
         qc.face = face.judge(ev_before, None)
-    qc.figures.extend(_render_figures(renders, {"before": ev_before, "after": ev_after}))
-    removed = _load_mask(res.removed_mask if res else None, ref_data.shape)
-    brain = _load_mask(res.brain_mask if res else None, ref_data.shape)
-    template = _load(res.template_warped if res else None)
-    m, closest = metrics.defacing_metrics(
-        before[0] if before else None, after[0] if after else None,
-        removed[0] if removed else None,
-        brain[0] if brain is not None and removed is not None
-        and brain[0].shape == removed[0].shape else None, ref_aff)
-    qc.metrics = m
-    if template is not None and before is not None:
-        corr = metrics.template_correlation(before[0], template[0])
-        if corr is not None:
-            qc.metrics["template_correlation"] = corr
-    centre = closest.brain_point if closest else camera.center
-    qc.figures.extend(_slice_figures(before, after, removed, brain, template, grid, heads,
-                                     centre))
+    qc.figures.extend(_render_figures(renders, evidence))
+    qc.figures.extend(slice_figures)
     qc.status = overall_status(qc)
     return qc
+
+
+def _soon(pool: ThreadPoolExecutor | None, fn: Callable[..., T], *args: Any
+          ) -> Callable[[], T]:
+    """``fn(*args)`` in ``pool`` (or here and now, without one); call the result to
+    wait for the value."""
+    if pool is None:
+        value = fn(*args)
+        return lambda: value
+    return pool.submit(fn, *args).result
 
 
 @dataclass

@@ -22,6 +22,7 @@ it keys on brows and orbit roofs, which defacing keeps by design (see
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -138,6 +139,12 @@ class FaceCheck:
                 "after": self.after.to_dict() if self.after else None}
 
 
+HaarResult = tuple[dict[str, float], list[Detection]]
+"""Best raw-detection count per "view/detector", and the detections worth showing."""
+NoseResult = tuple[float, tuple[int, int] | None]
+"""Nose prominence in mm, and where on the front render (row, col)."""
+
+
 @cache
 def _cascade(filename: str):  # type: ignore[no-untyped-def]
     import cv2
@@ -150,14 +157,18 @@ def _cascade(filename: str):  # type: ignore[no-untyped-def]
     return clf
 
 
+_DETECTING = threading.Lock()
+"""A classifier keeps per-image state while it detects, so one detection runs at a
+time (QC runs the detectors in a thread beside the rest of its work)."""
+
+
 def _scale_for(front: SurfaceRender) -> float:
     cols = np.flatnonzero(front.foreground.any(axis=0))
     width = (cols[-1] - cols[0] + 1) if cols.size else front.image.shape[1]
     return HEAD_WIDTH_PX / max(int(width), 1)
 
 
-def haar_scores(renders: dict[str, SurfaceRender], scale: float
-                ) -> tuple[dict[str, float], list[Detection]]:
+def haar_scores(renders: dict[str, SurfaceRender], scale: float) -> HaarResult:
     """Best raw-detection count per (view, detector), and the detections worth showing."""
     import cv2
 
@@ -171,8 +182,9 @@ def haar_scores(renders: dict[str, SurfaceRender], scale: float
         min_side = int(0.3 * HEAD_WIDTH_PX)
         for name, filename, mirror in cascades:
             probe = cv2.flip(big, 1) if mirror else big
-            rects, counts = _cascade(filename).detectMultiScale2(
-                probe, scaleFactor=1.05, minNeighbors=1, minSize=(min_side, min_side))
+            with _DETECTING:
+                rects, counts = _cascade(filename).detectMultiScale2(
+                    probe, scaleFactor=1.05, minNeighbors=1, minSize=(min_side, min_side))
             best = 0.0
             for rect, count in zip(np.asarray(rects).reshape(-1, 4),
                                    np.asarray(counts).reshape(-1)):
@@ -188,7 +200,7 @@ def haar_scores(renders: dict[str, SurfaceRender], scale: float
     return scores, found
 
 
-def nose_prominence(front: SurfaceRender) -> tuple[float, tuple[int, int] | None]:
+def nose_prominence(front: SurfaceRender) -> NoseResult:
     """The strongest all-round peak of the front depth map: for each local maximum whose
     ring (NOSE_RING_MM) lies on the head, the smallest of its 8 drops to the median
     depth of each sector of the ring. Returns (mm, (row, col))."""
@@ -246,13 +258,21 @@ def evidence(renders: dict[str, SurfaceRender], scale: float | None = None) -> F
         return FaceEvidence()
     if scale is None:
         scale = _scale_for(front)
-    haar, found = haar_scores(renders, scale)
-    nose, where = nose_prominence(front)
-    if nose >= NOSE_WEAK_MM and where is not None:
+    return combine(front, haar_scores(renders, scale), nose_prominence(front))
+
+
+def combine(front: SurfaceRender, haar: HaarResult, nose: NoseResult) -> FaceEvidence:
+    """The evidence from the two looks (:func:`haar_scores`, :func:`nose_prominence` of
+    ``front``), which callers may compute apart (in two threads)."""
+    scores, found = haar
+    prominence, where = nose
+    found = list(found)
+    if prominence >= NOSE_WEAK_MM and where is not None:
         r, c = where
         half = round(15 / front.pixel)
-        found.append(Detection("front", "nose", nose, (c - half, r - half, 2 * half, 2 * half)))
-    return FaceEvidence(haar, nose, found)
+        found.append(Detection("front", "nose", prominence,
+                               (c - half, r - half, 2 * half, 2 * half)))
+    return FaceEvidence(scores, prominence, found)
 
 
 def scale_of(renders: dict[str, SurfaceRender]) -> float:

@@ -62,7 +62,7 @@ def plan(ctx: ParticipantContext) -> list[ImageInput]:
 
 def _assess_safely(ctx: ParticipantContext, item: ImageInput) -> ImageQC:
     try:
-        return assess(item)
+        return assess(item, threads=max(1, int(ctx.config.omp_nthreads or 1)))
     except Exception as exc:  # noqa: BLE001 - a broken file must not hide the others
         log.debug("QC of %s failed:\n%s", item.rel_path, traceback.format_exc())
         qc = ImageQC(item.rel_path, item.suffix,
