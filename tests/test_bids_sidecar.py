@@ -28,6 +28,7 @@ DCM2NIIX_LIKE = {
     "SoftwareVersions": "syngo MR XA30", "BidsGuess": ["anat", "_T1w"], "ScanDate": "2022-07-11",
     "TimeZero": "12:00:00", "ConversionSoftware": "dcm2niix", "Authors": ["X"],
     "PulseSequenceDetails": "%SiemensSeq%\\Fernwhistle_special", "NaNField": float("nan"),
+    "SampleExtractionInstitution": "Quuxvale Biobank",
 }
 
 
@@ -45,7 +46,7 @@ def test_allow_list_keeps_acquisition_fields_and_drops_identifying_ones(find: ob
                 "Manufacturer", "ReceiveCoilName", "SoftwareVersions"):
         assert key in out.kept, key
     for key in ("InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName",
-                "StationName", "DeviceSerialNumber", "PatientName", "PatientID",
+                "SampleExtractionInstitution", "StationName", "DeviceSerialNumber", "PatientName", "PatientID",
                 "PatientBirthDate", "SeriesDescription", "ProtocolName", "ImageComments",
                 "StudyDescription", "AcquisitionDateTime", "AcquisitionTime", "SeriesInstanceUID",
                 "BidsGuess", "ScanDate", "TimeZero", "ConversionSoftware", "Authors"):

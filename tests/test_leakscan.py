@@ -145,6 +145,33 @@ def test_text_paths_and_gzip_tsv(ids: Identifiers, tmp_path: Path) -> None:
     assert all(NAME not in h.public_line() for h in hits)
 
 
+@pytest.mark.parametrize("written", ["18-09-2018", "09-18-2018", "18092018", "09182018",
+                                     "18.9.2018", "9/18/2018", "18 Sep 2018", "Sept 18, 2018",
+                                     "18-SEP-2018", "18september2018", "September 18 2018"])
+def test_dates_are_found_as_people_write_them(ids: Identifiers, written: str) -> None:
+    m = Matcher(ids)
+    assert m.first(f"scanned on {written}, 10:00") is not None, written
+    assert m.first(f"x{written}") is None  # inside a word: not a date
+
+
+def test_two_digit_year_dates_are_searched_in_paths_only(ids: Identifiers,
+                                                         tmp_path: Path) -> None:
+    """A session folder named by its date (YYMMDD, DDMMYY) or holding the date inside its
+    label fails the scan; the same six digits inside a number in a file do not."""
+    for label in ("180918", "180918pre", "visit20180918", "post18092018"):
+        (tmp_path / f"ses-{label}").mkdir()
+    (tmp_path / "dwi.bvec").write_text("0.180918 -0.091818 1\n")
+    (tmp_path / "ses-1809181").mkdir()  # seven digits: not this date
+    hits = scan_tree(tmp_path, ids)
+    assert {(h.rel_path, h.kind) for h in hits} == {
+        (f"ses-{label}", "date") for label in ("180918", "180918pre", "visit20180918",
+                                               "post18092018")}
+    assert Matcher(ids).first("sample 180918") is None  # content: two-digit years not sought
+    assert scan_tree(tmp_path, ids, skip_kinds=["date"]) == []
+    again = Identifiers.from_json(ids.to_json())  # the group level rescans with these
+    assert again.short_dates == ids.short_dates and "091818" in again.short_dates
+
+
 def test_skipped_kinds_are_not_searched(ids: Identifiers, tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("20180918")
     assert scan_tree(tmp_path, ids, skip_kinds=["date"]) == []

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import make_dicom_study
+from conftest import copy_dicom_session, make_dicom_study
 from nibabel.nifti1 import Nifti1Header
 
 from bidsdeid.bids import sidecar, tables
@@ -85,3 +85,23 @@ def test_clean_run_publishes(ge_study: Path, tmp_path: Path) -> None:
     assert _run(ge_study, out) == 0
     assert (out / "sub-ge" / "func" / "sub-ge_task-unknown_bold.nii.gz").is_file()
     assert _hits(out) == []
+
+
+@pytest.mark.parametrize("form", ["yymmdd", "visit_yyyymmdd"])
+def test_session_named_by_its_date_is_caught(shared_data: Path, tmp_path: Path,
+                                             form: str) -> None:
+    """A session folder named by the study date, with a two-digit year or inside a longer
+    label, fails the participant (``--relabel keep`` publishes labels as they are)."""
+    import pydicom
+
+    first = next(p for p in sorted((shared_data / "dicom" / "ge_mr750_fmri").rglob("*"))
+                 if p.is_file() and p.suffix not in (".txt", ".md", ".json"))
+    date = str(pydicom.dcmread(first, stop_before_pixels=True, force=True).StudyDate)
+    label = date[2:] if form == "yymmdd" else f"visit{date}"
+    study = tmp_path / "study"
+    copy_dicom_session(shared_data, "ge", study / "sourcedata" / "sub-ge" / f"ses-{label}")
+    out = tmp_path / "out"
+    assert _run(study, out) != 0
+    assert not (out / "sub-ge").exists()
+    hits = _hits(out)
+    assert any(h["kind"] == "date" and h["where"] == "a folder name" for h in hits), hits

@@ -4,7 +4,8 @@ Kept: the sidecar fields the BIDS schema defines (:func:`bidsdeid.bids.schema.me
 from ``bidsschematools``, which bids-validator uses), minus
 
 * fields that identify the site or the person: InstitutionName, InstitutionAddress,
-  InstitutionalDepartmentName (unless ``--retain-institution-identity``),
+  InstitutionalDepartmentName, SampleExtractionInstitution (unless
+  ``--retain-institution-identity``),
   StationName, DeviceSerialNumber (unless ``--retain-device-identity``),
   SubjectArtefactDescription, HeadCircumference;
 * dates and times of day: ScanDate, TimeZero, MolarActivityMeasTime,
@@ -38,7 +39,7 @@ from bidsdeid.config import DeidOptions
 from bidsdeid.privacy.identifiers import Token
 
 INSTITUTION_FIELDS = frozenset({"InstitutionName", "InstitutionAddress",
-                                "InstitutionalDepartmentName"})
+                                "InstitutionalDepartmentName", "SampleExtractionInstitution"})
 DEVICE_FIELDS = frozenset({"StationName", "DeviceSerialNumber"})
 PERSON_FIELDS = frozenset({"SubjectArtefactDescription", "HeadCircumference"})
 TIME_FIELDS = frozenset({"ScanDate", "TimeZero", "MolarActivityMeasTime",

@@ -86,6 +86,9 @@ TECHNICAL_KEYWORDS = frozenset({
 """Attributes that describe the scanner model and sequence, never a person or a site
 (DeviceSerialNumber and StationName are not here: they identify a site)."""
 _TECHNICAL_KEY = "_technical"
+_SHORT_DATES_KEY = "_short_dates"
+_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
+           "September", "October", "November", "December")
 
 # Free text shorter than this is not used as a whole-value token (e.g. "T1").
 _MIN_TEXT_LEN = 6
@@ -114,6 +117,10 @@ class Identifiers:
     technical: set[str] = field(default_factory=set)
     # upper-cased values of TECHNICAL_KEYWORDS: free text equal to one of them (an SR
     # report quoting "MAGNETOM Prisma Fit") is not an identifier
+    short_dates: dict[str, str] = field(default_factory=dict)
+    # dates with a two-digit year (YYMMDD, DDMMYY, MMDDYY) -> source: searched in paths
+    # only (a session folder named 220711), since six digits in a file's content are too
+    # often part of some number
 
     # -- adding ----------------------------------------------------------------------
     def add(self, kind: str, text: str, source: str = "") -> None:
@@ -135,8 +142,11 @@ class Identifiers:
             self.add("name", part, source)
 
     def add_date(self, text: str, source: str = "") -> None:
-        """Add a date in the forms converters print: YYYYMMDD, YYYY-MM-DD, YYYY/MM/DD,
-        YYYY.MM.DD, DD/MM/YYYY, MM/DD/YYYY."""
+        """Add a date in the forms people and converters write: YYYYMMDD, DDMMYYYY,
+        MMDDYYYY; YYYY-MM-DD and DD-MM-YYYY, MM-DD-YYYY with any of - / . as separator;
+        days and months without their leading zero (6/5/2014); month names (6 May 2014,
+        May 6, 2014, 06-May-2014, 06MAY2014, full or three letters); and, for paths,
+        the two-digit-year forms."""
         t = _clean(text)
         if len(t) < 8:
             return
@@ -146,10 +156,11 @@ class Identifiers:
             return
         if precision < 3:
             return
-        y, m, dd = f"{d.year:04d}", f"{d.month:02d}", f"{d.day:02d}"
-        for form in (f"{y}{m}{dd}", f"{y}-{m}-{dd}", f"{y}/{m}/{dd}", f"{y}.{m}.{dd}",
-                     f"{dd}/{m}/{y}", f"{m}/{dd}/{y}", f"{dd}.{m}.{y}"):
+        for form in date_forms(d.year, d.month, d.day):
             self.values["date"].setdefault(form, source)
+        yy, m, dd = f"{d.year % 100:02d}", f"{d.month:02d}", f"{d.day:02d}"
+        for form in (f"{yy}{m}{dd}", f"{dd}{m}{yy}", f"{m}{dd}{yy}"):
+            self.short_dates.setdefault(form, source)
 
     def add_label(self, label: str, source: str = "original label") -> None:
         """Add an original participant or session label that was relabelled."""
@@ -221,6 +232,8 @@ class Identifiers:
             for text, src in vals.items():
                 self.values.setdefault(kind, {}).setdefault(text, src)
         self.technical |= other.technical
+        for text, src in other.short_dates.items():
+            self.short_dates.setdefault(text, src)
 
     # -- using -----------------------------------------------------------------------
     def tokens(self, kinds: Iterable[str] | None = None) -> list[Token]:
@@ -246,6 +259,7 @@ class Identifiers:
     def to_json(self) -> dict[str, dict[str, str]]:
         out = {k: dict(sorted(v.items())) for k, v in self.values.items()}
         out[_TECHNICAL_KEY] = {t: "technical" for t in sorted(self.technical)}
+        out[_SHORT_DATES_KEY] = dict(sorted(self.short_dates.items()))
         return out
 
     @classmethod
@@ -254,6 +268,8 @@ class Identifiers:
         for kind, vals in data.items():
             if kind == _TECHNICAL_KEY:
                 ids.technical.update(vals)
+            elif kind == _SHORT_DATES_KEY:
+                ids.short_dates.update(vals)
             else:
                 ids.values.setdefault(kind, {}).update(vals)
         return ids
@@ -264,6 +280,23 @@ class Identifiers:
     @classmethod
     def load(cls, path: str | Path) -> Identifiers:
         return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def date_forms(year: int, month: int, day: int) -> list[str]:
+    """Every way :meth:`Identifiers.add_date` looks for one date (four-digit years)."""
+    y, m, dd, mo, da = f"{year:04d}", f"{month:02d}", f"{day:02d}", str(month), str(day)
+    forms = [f"{y}{m}{dd}", f"{dd}{m}{y}", f"{m}{dd}{y}"]
+    for sep in "-/.":
+        forms += [f"{y}{sep}{m}{sep}{dd}", f"{dd}{sep}{m}{sep}{y}", f"{m}{sep}{dd}{sep}{y}",
+                  f"{y}{sep}{mo}{sep}{da}", f"{da}{sep}{mo}{sep}{y}", f"{mo}{sep}{da}{sep}{y}"]
+    full = _MONTHS[month - 1]
+    for name in dict.fromkeys((full, full[:3], full[:4] if full == "September" else full[:3])):
+        for day_text in dict.fromkeys((dd, da)):
+            forms += [f"{day_text} {name} {y}", f"{name} {day_text}, {y}",
+                      f"{name} {day_text} {y}", f"{day_text}-{name}-{y}",
+                      f"{day_text}{name}{y}", f"{day_text}.{name}.{y}"]
+        forms += [f"{y}-{name}-{dd}", f"{y}{name}{dd}"]
+    return list(dict.fromkeys(forms))
 
 
 @functools.lru_cache(maxsize=65536)

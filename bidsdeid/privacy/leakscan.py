@@ -182,9 +182,21 @@ class Matcher:
         if dates:
             self._regexes.append(re.compile(_BOUNDARY_BEFORE + b"(?:" + _trie_pattern(dates)
                                             + b")" + _DATE_AFTER, re.IGNORECASE))
+        # In a path a date is found inside a label too (ses-visit20220711, sub-jd220711),
+        # two-digit years included: labels are letters and digits, so only digits may
+        # not touch it
+        self._path_dates: dict[bytes, Token] = {}
+        if "date" not in skip:
+            self._path_dates = {k: t for k, t in self.by_bytes.items() if t.kind == "date"}
+            for text, src in identifiers.short_dates.items():
+                self._path_dates.setdefault(text.encode("ascii", "replace").lower(),
+                                            Token("date", text, src))
+        self._path_regex = re.compile(rb"(?<![0-9])(?:" + _trie_pattern(
+            sorted(self._path_dates)) + rb")(?![0-9])", re.IGNORECASE) \
+            if self._path_dates else None
 
     def __bool__(self) -> bool:
-        return bool(self._regexes)
+        return bool(self._regexes) or self._path_regex is not None
 
     def finditer(self, data: bytes) -> Iterator[tuple[Token, int, bytes]]:
         if not data:
@@ -197,6 +209,21 @@ class Matcher:
                 if tok is not None and m.start() not in seen:
                     seen.add(m.start())
                     yield tok, m.start(), found
+
+    def finditer_path(self, path: str) -> Iterator[tuple[Token, int, bytes]]:
+        """The tokens in a path (a file or folder name relative to the output root):
+        :meth:`finditer`, and dates inside labels (see ``__init__``)."""
+        data = path.encode("utf-8", "surrogateescape")
+        seen: set[int] = set()
+        for tok, pos, found in self.finditer(data):
+            seen.add(pos)
+            yield tok, pos, found
+        if self._path_regex is not None:
+            for m in self._path_regex.finditer(data):
+                tok = self._path_dates.get(m.group(0).lower())
+                if tok is not None and m.start() not in seen:
+                    seen.add(m.start())
+                    yield tok, m.start(), m.group(0)
 
     def first(self, text: str | bytes) -> Token | None:
         """The first token found in ``text`` (for checking a value before keeping it)."""
@@ -383,7 +410,7 @@ def _parts(name: str, raw: bytes, depth: int = 0) -> Iterator[tuple[str, bytes]]
 def scan_file(path: Path, rel: str, matcher: Matcher) -> list[Hit]:
     """Hits in one file (its path included)."""
     hits = [Hit(rel, tok.kind, tok.source, "the file path", pos, found.decode("utf-8", "replace"))
-            for tok, pos, found in matcher.finditer(rel.encode("utf-8", "surrogateescape"))]
+            for tok, pos, found in matcher.finditer_path(rel)]
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -409,8 +436,7 @@ def scan_tree(root: Path, identifiers: Identifiers, *, skip_kinds: Iterable[str]
             rel = str((here / d).relative_to(root))
             hits.extend(Hit(rel, tok.kind, tok.source, "a folder name", pos,
                             found.decode("utf-8", "replace"))
-                        for tok, pos, found in m.finditer(rel.encode("utf-8",
-                                                                     "surrogateescape")))
+                        for tok, pos, found in m.finditer_path(rel))
         for name in sorted(filenames):
             p = here / name
             if p.is_symlink():
