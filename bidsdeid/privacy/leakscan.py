@@ -220,10 +220,10 @@ class Matcher:
             yield tok, pos, found
         if self._path_regex is not None:
             for m in self._path_regex.finditer(data):
-                tok = self._path_dates.get(m.group(0).lower())
-                if tok is not None and m.start() not in seen:
+                date = self._path_dates.get(m.group(0).lower())
+                if date is not None and m.start() not in seen:
                     seen.add(m.start())
-                    yield tok, m.start(), m.group(0)
+                    yield date, m.start(), m.group(0)
 
     def first(self, text: str | bytes) -> Token | None:
         """The first token found in ``text`` (for checking a value before keeping it)."""

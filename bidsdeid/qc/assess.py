@@ -130,43 +130,52 @@ def assess(item: ImageInput, threads: int = 1) -> ImageQC:
         qc.reported = dict(res.metrics)
         qc.gates = [g for g in res.gates if g.name != FACE_GATE]
         qc.error = res.error
-    before = _load(item.before)
-    after = _load(item.after)
-    if before is None and after is None:
-        qc.error = qc.error or "no image to check"
-        qc.status = overall_status(qc)
-        return qc
+    pool = ThreadPoolExecutor(1, thread_name_prefix="bidsdeid-qc") if threads > 1 else None
+    try:
+        if pool is not None:
+            pool.submit(face.load_detectors)  # while the image loads and resamples
+        before, after = _load(item.before), _load(item.after)
+        if before is None and after is None:
+            qc.error = qc.error or "no image to check"
+        else:
+            _check(qc, item, before, after, pool)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    qc.status = overall_status(qc)
+    return qc
+
+
+def _check(qc: ImageQC, item: ImageInput, before: tuple[np.ndarray, np.ndarray] | None,
+           after: tuple[np.ndarray, np.ndarray] | None, pool: ThreadPoolExecutor | None
+           ) -> None:
+    """Renders, face check, metrics and figures of ``qc`` (``pool``: the detectors' thread)."""
+    res = item.result
     ref_data, ref_aff = before if before is not None else after  # type: ignore[misc]
     shots = surface_renders(before, after)
     grid, heads, camera, renders = shots.grid, shots.heads, shots.camera, shots.renders
     scale = face.scale_of(renders.get("before") or renders["after"])
-    pool = ThreadPoolExecutor(1, thread_name_prefix="bidsdeid-qc") if threads > 1 else None
-    try:
-        haar = {state: _soon(pool, face.haar_scores, views, scale)
-                for state, views in renders.items() if "front" in views}
-        nose = {state: face.nose_prominence(renders[state]["front"]) for state in haar}
-        removed = _load_mask(res.removed_mask if res else None, ref_data.shape)
-        brain = _load_mask(res.brain_mask if res else None, ref_data.shape)
-        template = _load(res.template_warped if res else None)
-        m, closest = metrics.defacing_metrics(
-            before[0] if before else None, after[0] if after else None,
-            removed[0] if removed else None,
-            brain[0] if brain is not None and removed is not None
-            and brain[0].shape == removed[0].shape else None, ref_aff)
-        qc.metrics = m
-        if template is not None and before is not None:
-            corr = metrics.template_correlation(before[0], template[0])
-            if corr is not None:
-                qc.metrics["template_correlation"] = corr
-        centre = closest.brain_point if closest else camera.center
-        slice_figures = _slice_figures(before, after, removed, brain, template, grid, heads,
-                                       centre)
-        evidence: dict[str, face.FaceEvidence | None] = {
-            state: face.combine(renders[state]["front"], haar[state](), nose[state])
-            for state in haar}
-    finally:
-        if pool is not None:
-            pool.shutdown()
+    haar = {state: _soon(pool, face.haar_scores, views, scale)
+            for state, views in renders.items() if "front" in views}
+    nose = {state: face.nose_prominence(renders[state]["front"]) for state in haar}
+    removed = _load_mask(res.removed_mask if res else None, ref_data.shape)
+    brain = _load_mask(res.brain_mask if res else None, ref_data.shape)
+    template = _load(res.template_warped if res else None)
+    m, closest = metrics.defacing_metrics(
+        before[0] if before else None, after[0] if after else None,
+        removed[0] if removed else None,
+        brain[0] if brain is not None and removed is not None
+        and brain[0].shape == removed[0].shape else None, ref_aff)
+    qc.metrics = m
+    if template is not None and before is not None:
+        corr = metrics.template_correlation(before[0], template[0])
+        if corr is not None:
+            qc.metrics["template_correlation"] = corr
+    centre = closest.brain_point if closest else camera.center
+    slice_figures = _slice_figures(before, after, removed, brain, template, grid, heads, centre)
+    evidence: dict[str, face.FaceEvidence | None] = {
+        state: face.combine(renders[state]["front"], haar[state](), nose[state])
+        for state in haar}
     for state in renders:
         evidence.setdefault(state, face.FaceEvidence())  # no front view: nothing to look at
     ev_before, ev_after = evidence.get("before"), evidence.get("after")
@@ -178,8 +187,6 @@ def assess(item: ImageInput, threads: int = 1) -> ImageQC:
         qc.face = face.judge(ev_before, None)
     qc.figures.extend(_render_figures(renders, evidence))
     qc.figures.extend(slice_figures)
-    qc.status = overall_status(qc)
-    return qc
 
 
 def _soon(pool: ThreadPoolExecutor | None, fn: Callable[..., T], *args: Any

@@ -157,6 +157,14 @@ def _cascade(filename: str):  # type: ignore[no-untyped-def]
     return clf
 
 
+def load_detectors() -> None:
+    """Load every cascade now (tens of milliseconds; QC does it in its second thread while
+    the image is resampled)."""
+    for cascades in CASCADES.values():
+        for _name, filename, _mirror in cascades:
+            _cascade(filename)
+
+
 _DETECTING = threading.Lock()
 """A classifier keeps per-image state while it detects, so one detection runs at a
 time (QC runs the detectors in a thread beside the rest of its work)."""
