@@ -138,7 +138,7 @@ def assess(item: ImageInput, threads: int = 1) -> ImageQC:
         if before is None and after is None:
             qc.error = qc.error or "no image to check"
         else:
-            _check(qc, item, before, after, pool)
+            _check(qc, item, before, after, pool, threads)
     finally:
         if pool is not None:
             pool.shutdown()
@@ -147,12 +147,12 @@ def assess(item: ImageInput, threads: int = 1) -> ImageQC:
 
 
 def _check(qc: ImageQC, item: ImageInput, before: tuple[np.ndarray, np.ndarray] | None,
-           after: tuple[np.ndarray, np.ndarray] | None, pool: ThreadPoolExecutor | None
-           ) -> None:
+           after: tuple[np.ndarray, np.ndarray] | None, pool: ThreadPoolExecutor | None,
+           threads: int) -> None:
     """Renders, face check, metrics and figures of ``qc`` (``pool``: the detectors' thread)."""
     res = item.result
     ref_data, ref_aff = before if before is not None else after  # type: ignore[misc]
-    shots = surface_renders(before, after)
+    shots = surface_renders(before, after, threads)
     grid, heads, camera, renders = shots.grid, shots.heads, shots.camera, shots.renders
     scale = face.scale_of(renders.get("before") or renders["after"])
     haar = {state: _soon(pool, face.haar_scores, views, scale)
@@ -210,14 +210,16 @@ class RenderSet:
 
 
 def surface_renders(before: tuple[np.ndarray, np.ndarray] | None,
-                    after: tuple[np.ndarray, np.ndarray] | None) -> RenderSet:
+                    after: tuple[np.ndarray, np.ndarray] | None, threads: int = 1
+                    ) -> RenderSet:
     """Every view before and after defacing (data, affine pairs; either may be None),
-    with one grid, one threshold, one camera and one light for both."""
+    with one grid, one threshold, one camera and one light for both (resampled and
+    blurred in ``threads`` slabs)."""
     ref = before if before is not None else after
     if ref is None:
         raise ValueError("nothing to render")
     grid = volume.RasGrid.covering(ref[0].shape, ref[1], box=volume.head_box(*ref))
-    heads = _heads(before, after, grid)
+    heads = _heads(before, after, grid, threads)
     points = {k: render.surface_points(m, grid) for k, m in heads.items() if k != "ref"}
     # "ref" is the "before" or the "after" mask itself (_heads): its surface is found once
     ref_key = next(k for k, m in heads.items() if k != "ref" and m is heads["ref"])
@@ -227,8 +229,8 @@ def surface_renders(before: tuple[np.ndarray, np.ndarray] | None,
 
 
 def _heads(before: tuple[np.ndarray, np.ndarray] | None,
-           after: tuple[np.ndarray, np.ndarray] | None, grid: volume.RasGrid
-           ) -> dict[str, np.ndarray]:
+           after: tuple[np.ndarray, np.ndarray] | None, grid: volume.RasGrid,
+           threads: int = 1) -> dict[str, np.ndarray]:
     """Head masks on ``grid``: "before", "after" (cut at the before threshold and kept
     inside the before head, so only what defacing changed differs) and "ref" (the head
     the camera frames)."""
@@ -236,16 +238,16 @@ def _heads(before: tuple[np.ndarray, np.ndarray] | None,
     threshold = None
     resampled_before = None
     if before is not None:
-        resampled_before = volume.resample(*before, grid)
-        sm = volume.smooth(resampled_before)
+        resampled_before = volume.resample(*before, grid, threads=threads)
+        sm = volume.smooth(resampled_before, threads)
         threshold = volume.head_threshold(sm)
         out["before"] = volume.head_mask(sm, threshold)
     if after is not None:
         if resampled_before is not None and before is not None:
             resampled_after = volume.resample_changes(before, after, resampled_before, grid)
         else:
-            resampled_after = volume.resample(*after, grid)
-        sm = volume.smooth(resampled_after)
+            resampled_after = volume.resample(*after, grid, threads=threads)
+        sm = volume.smooth(resampled_after, threads)
         if threshold is None:
             out["after"] = volume.head_mask(sm, volume.head_threshold(sm))
         else:
