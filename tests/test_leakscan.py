@@ -172,6 +172,33 @@ def test_two_digit_year_dates_are_searched_in_paths_only(ids: Identifiers,
     assert again.short_dates == ids.short_dates and "091818" in again.short_dates
 
 
+@pytest.mark.parametrize("written", ["Mueller", "MULLER", "Joerg", "J\u00c3\u00b6rg",
+                                     "M\u00fcller".encode("latin-1")])
+def test_accented_names_are_found_however_they_were_spelled(written: str | bytes) -> None:
+    """ASCII spellings (accents dropped, or ü -> ue), Latin-1 bytes, and UTF-8 misread as
+    Latin-1 by a converter (JÃ¶rg)."""
+    ids = Identifiers()
+    ids.add_name("Müller^Jörg", "PatientName")
+    assert Matcher(ids).first(written) is not None, written
+
+
+def test_japanese_name_parts_are_identifiers() -> None:
+    """Two-character family and given names in kanji, and kana, are tokens; so are their
+    ISO 2022 (JIS) bytes, as a converter copies them from a DICOM header."""
+    ids = Identifiers()
+    ids.add_name("Yamada^Tarou=山田^太郎=やまだ^たろう", "PatientName")
+    m = Matcher(ids)
+    for text in ("山田太郎", "coil やまだ", "たろう", "Yamada", "やまだ".encode("iso2022_jp")):
+        assert m.first(text) is not None, text
+    assert m.first("山") is None and m.first("田中") is None
+
+
+def test_json_escapes_are_decoded(ids: Identifiers, tmp_path: Path) -> None:
+    ids.add_name("Jörg", "PatientName")
+    (tmp_path / "a.json").write_text('{"Note": "J\\u00f6rg"}')  # written with ensure_ascii
+    assert [h.where for h in scan_tree(tmp_path, ids)] == ["file content (JSON escapes decoded)"]
+
+
 def test_skipped_kinds_are_not_searched(ids: Identifiers, tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("20180918")
     assert scan_tree(tmp_path, ids, skip_kinds=["date"]) == []

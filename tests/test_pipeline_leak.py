@@ -105,3 +105,59 @@ def test_session_named_by_its_date_is_caught(shared_data: Path, tmp_path: Path,
     assert not (out / "sub-ge").exists()
     hits = _hits(out)
     assert any(h["kind"] == "date" and h["where"] == "a folder name" for h in hits), hits
+
+
+def _published_text(out: Path) -> list[tuple[str, bytes]]:
+    """(path, bytes) of every published file: NIfTI headers only (voxels are numbers),
+    everything else whole and gunzipped."""
+    found = []
+    for p in sorted(out.rglob("*")):
+        if not p.is_file():
+            continue
+        data = p.read_bytes()
+        if data[:2] == b"\x1f\x8b":
+            data = gzip.decompress(data)
+        if ".nii" in p.name:
+            data = data[:544]
+        found.append((str(p.relative_to(out)), data))
+    return found
+
+
+@pytest.mark.parametrize("charset,name,planted,forms", [
+    # a German name spelled out in ASCII in the description the task label comes from
+    ("ISO_IR 100", "Müller^Jörg", {"SeriesDescription": "fmri task-mueller"},
+     ["mueller", "muller"]),
+    # UTF-8, which dcm2niix reads as Latin-1 and writes back as UTF-8 (JÃ¶rg)
+    ("ISO_IR 192", "Müller^Jörg", {"SequenceName": "Jörg"},
+     ["jörg", "joerg", "jorg"]),
+    # a Japanese name: ideographic and phonetic parts of two or three characters
+    ("ISO_IR 192", "Yamada^Tarou=山田^太郎=やまだ^たろう",
+     {"SequenceName": "やまだ", "ReceiveCoilName": "山田太郎"},
+     ["やまだ", "山田"]),
+])
+def test_names_in_other_alphabets_are_not_published(shared_data: Path, tmp_path: Path,
+                                                    charset: str, name: str,
+                                                    planted: dict[str, str],
+                                                    forms: list[str]) -> None:
+    """Real GE headers with the patient's name in a non-ASCII character set, copied into
+    fields a converter keeps: whatever the run's outcome, no spelling of it is published."""
+    import pydicom
+
+    study = make_dicom_study(shared_data, tmp_path / "study", {"ge": "ge"})
+    for p in sorted((study / "sourcedata" / "sub-ge").rglob("*.dcm")):
+        ds = pydicom.dcmread(p)
+        ds.SpecificCharacterSet = charset
+        ds.PatientName = name
+        for keyword, value in planted.items():
+            setattr(ds, keyword, value)
+        ds.save_as(p)
+    out = tmp_path / "out"
+    _run(study, out)
+    published = _published_text(out)
+    assert published  # the dataset files at least
+    for form in forms:
+        for cased in {form, form.lower(), form.upper(), form.capitalize()}:
+            utf8 = cased.encode("utf-8")
+            for needle in (utf8, utf8.decode("latin-1").encode("utf-8")):  # JÃ¶rg too
+                assert not [rel for rel, data in published
+                            if needle in rel.encode() or needle in data], needle

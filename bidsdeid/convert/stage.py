@@ -31,6 +31,7 @@ from bidsdeid.convert.heuristic import Decision
 from bidsdeid.convert.naming import Named, number_repeats, roles, short_name
 from bidsdeid.convert.plan import Plan, decide, log_decisions, write_table
 from bidsdeid.errors import ExitCode
+from bidsdeid.privacy.identifiers import ascii_spellings
 from bidsdeid.privacy.leakscan import Matcher, skipped_kinds
 from bidsdeid.utils.atomic import write_json
 
@@ -115,9 +116,10 @@ def _hides_identifier(ctx: ParticipantContext, entities: dict[str, str]) -> bool
     if not labels:
         return False
     for tok in ctx.identifiers.tokens(("name", "id", "label", "institution", "device")):
-        needle = re.sub(r"[^a-z0-9]", "", tok.text.lower())
-        if len(needle) >= 4 and any(needle in label for label in labels):
-            return True
+        for spelling in ascii_spellings(tok.text):  # Müller: muller and mueller
+            needle = re.sub(r"[^a-z0-9]", "", spelling.lower())
+            if len(needle) >= 4 and any(needle in label for label in labels):
+                return True
     return False
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -318,15 +319,41 @@ def _clean(text: str) -> str:
     return str(text).replace("\x00", "").strip()
 
 
+_TRANSLITERATION = str.maketrans({
+    "ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss", "æ": "ae", "ø": "oe", "å": "aa", "œ": "oe",
+    "Ä": "Ae", "Ö": "Oe", "Ü": "Ue", "Æ": "Ae", "Ø": "Oe", "Å": "Aa", "Œ": "Oe",
+    "þ": "th", "Þ": "Th", "ð": "d", "Ð": "D", "đ": "d", "Đ": "D", "ł": "l", "Ł": "L"})
+
+
+def ascii_spellings(text: str) -> set[str]:
+    """How a value with accented letters is written in plain ASCII: accents dropped
+    (Müller -> Muller, as Unicode decomposition does) and spelled out the way names are
+    transliterated (Müller -> Mueller, Søren -> Soeren, Straße -> Strasse)."""
+    out = set()
+    for form in (text, text.translate(_TRANSLITERATION)):
+        folded = unicodedata.normalize("NFKD", form).encode("ascii", "ignore").decode()
+        if folded:
+            out.add(folded)
+    return out
+
+
+def _is_wide(char: str) -> bool:
+    """A CJK ideograph, kana or hangul syllable: a name part of two of them is a whole
+    family or given name."""
+    return ord(char) >= 0x2E80
+
+
 def _usable(text: str, kind: str) -> bool:
-    if len(text) < MIN_TOKEN_LEN:
+    least = 2 if kind == "name" and all(_is_wide(c) for c in text) else MIN_TOKEN_LEN
+    if len(text) < least:
         return False
     if kind == "text" and len(text) < _MIN_TEXT_LEN:
         return False
     if text.replace(".", "").isdigit() and len(text) < _MIN_NUMERIC_LEN:
         return False
-    # values that are only punctuation, or placeholders, identify nothing
-    if not re.search(r"[A-Za-z0-9]", text):
+    # values that are only punctuation, or placeholders, identify nothing (letters of
+    # any script count: やまだ is a name)
+    if not any(c.isalnum() for c in text):
         return False
     return text.upper().strip(".") not in GENERIC_WORDS
 

@@ -28,10 +28,10 @@ from __future__ import annotations
 import base64
 import binascii
 import gzip
+import json
 import os
 import re
 import struct
-import unicodedata
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -39,7 +39,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from bidsdeid.context import ParticipantContext
-from bidsdeid.privacy.identifiers import Identifiers, Token
+from bidsdeid.privacy.identifiers import Identifiers, Token, ascii_spellings
 from bidsdeid.utils.atomic import write_json
 
 _BOUNDARY_BEFORE = rb"(?<![A-Za-z0-9])"
@@ -118,17 +118,21 @@ class Hit:
 
 # -- matching ------------------------------------------------------------------------
 def _variants(text: str) -> set[bytes]:
-    """Byte forms a token can take in files: UTF-8, Latin-1, and ASCII-folded."""
+    """Byte forms a token can take in files: UTF-8, Latin-1, ASCII spellings (Muller,
+    Mueller), UTF-8 misread as Latin-1 and written again as UTF-8 (JÃ¶rg: a converter
+    that ignores the character set), and ISO 2022 (Japanese DICOM)."""
     out: set[bytes] = set()
     for form in {text, text.lower(), text.upper()}:  # bytes regexes fold ASCII case only
-        out.add(form.encode("utf-8", "replace"))
-        try:
-            out.add(form.encode("latin-1"))
-        except UnicodeEncodeError:
-            pass
-    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore")
-    if len(folded) >= 3:
-        out.add(folded)
+        utf8 = form.encode("utf-8", "replace")
+        out.add(utf8)
+        if not form.isascii():
+            out.add(utf8.decode("latin-1").encode("utf-8"))
+            for codec in ("latin-1", "iso2022_jp"):
+                try:
+                    out.add(form.encode(codec))
+                except UnicodeEncodeError:
+                    pass
+    out.update(s.encode("ascii") for s in ascii_spellings(text) if len(s) >= 3)
     return {v.lower() for v in out if v}
 
 
@@ -359,6 +363,14 @@ def _media_kind(mime: str) -> str:
     return ".bin"
 
 
+def _json_decoded(raw: bytes) -> bytes | None:
+    """A JSON file's values with their escapes decoded (None if it does not parse)."""
+    try:
+        return json.dumps(json.loads(raw), ensure_ascii=False).encode("utf-8", "replace")
+    except (ValueError, RecursionError):
+        return None
+
+
 def _parts(name: str, raw: bytes, depth: int = 0) -> Iterator[tuple[str, bytes]]:
     """(where, bytes to scan) pieces of one file, by its type."""
     lower = name.lower()
@@ -395,6 +407,10 @@ def _parts(name: str, raw: bytes, depth: int = 0) -> Iterator[tuple[str, bytes]]
     markup = Path(lower).suffix in _MARKUP_EXTENSIONS
     without_payloads = _DATA_URI.sub(rb"data:\1\2;base64,", raw) if b"base64," in raw else raw
     yield "file content", (_markup_content(without_payloads) if markup else without_payloads)
+    if lower.endswith(".json") and b"\\u" in raw:  # text written as \u00fc escapes
+        decoded = _json_decoded(raw)
+        if decoded is not None:
+            yield "file content (JSON escapes decoded)", decoded
     if b"base64," in raw:
         for m in _DATA_URI.finditer(raw):
             try:
