@@ -195,3 +195,112 @@ def test_self_check_fails_closed(tmp_path: Path) -> None:
     FileDeidentifier(_deid(), LeakChecker([("name", "Doe", "PatientName")])).run(
         src, tmp_path / "out.dcm", "f")
     assert (tmp_path / "out.dcm").is_file()
+
+
+def _jpeg(comment: bytes | None = None, exif: bool = False) -> bytes:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    img = Image.fromarray((np.arange(64 * 64) % 251).astype(np.uint8).reshape(64, 64), "L")
+    kwargs: dict[str, Any] = {"comment": comment} if comment else {}
+    if exif:
+        data = Image.Exif()
+        data[0x010E] = "Doe^Jane 19270101"  # ImageDescription
+        kwargs["exif"] = data.tobytes()
+    img.save(buf, "JPEG", quality=90, **kwargs)
+    return buf.getvalue()
+
+
+def _j2k_with_comment() -> bytes:
+    """A JPEG 2000 main header with a COM segment (SOC, SIZ stub, COM, SOT..., EOC)."""
+    siz = b"\xff\x51" + (41).to_bytes(2, "big") + bytes(39)
+    com = b"Doe^Jane"
+    com_seg = b"\xff\x64" + (4 + len(com)).to_bytes(2, "big") + b"\x00\x01" + com
+    return b"\xff\x4f" + siz + com_seg + b"\xff\x90\x00\x0a" + bytes(8) + b"\xff\xd9"
+
+
+@pytest.mark.parametrize("frames,why", [
+    ([_jpeg()], None),
+    ([_jpeg(), _jpeg()], None),
+    ([_jpeg(b"Patient: Doe^Jane DOB 19270101")], "JPEG comment"),
+    ([_jpeg(exif=True)], "application segment (APP1)"),
+    ([_jpeg(), b"Doe^Jane 19270101"], "after the end of a compressed frame"),
+    ([_j2k_with_comment()], "JPEG 2000 comment"),
+])
+def test_text_beside_compressed_pixels_is_refused(tmp_path: Path, frames: list[bytes],
+                                                  why: str | None) -> None:
+    """What a PACS writes into JPEG frames (a comment, Exif) or next to them (a trailing
+    fragment) would be copied unread with the pixels: both engines refuse the file;
+    plain frames pass and are copied as they are."""
+    from pydicom.encaps import itemize_frame
+    from pydicom.uid import JPEGBaseline8Bit
+
+    from bidsdeid.dicom.pixelcheck import encapsulated_text
+    from bidsdeid.errors import DataError
+
+    ds = pydicom.dcmread(_synthetic(tmp_path / "in.dcm"))
+    ds.Rows = ds.Columns = 64
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+    ds.PerFrameFunctionalGroupsSequence = Sequence(ds.PerFrameFunctionalGroupsSequence[:1])
+    items = b"".join(b"".join(itemize_frame(f, 1)) for f in frames)  # each frame an item
+    ds.PixelData = (b"\xfe\xff\x00\xe0\x00\x00\x00\x00" + items  # empty offset table
+                    + b"\xfe\xff\xdd\xe0\x00\x00\x00\x00")
+    ds["PixelData"].VR = "OB"
+    ds.NumberOfFrames = len(frames) if why is None else 1  # the stray one is no frame
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    src = tmp_path / "jpeg.dcm"
+    ds.save_as(src, enforce_file_format=True)
+    found = encapsulated_text(pydicom.dcmread(src).PixelData)
+    if why is None:
+        assert found is None
+        report = FileDeidentifier(_deid(), None).run(src, tmp_path / "out.dcm", "f")
+        assert report.engine == "raw"
+        assert pydicom.dcmread(tmp_path / "out.dcm").PixelData == pydicom.dcmread(src).PixelData
+        return
+    assert found is not None and why in found
+    with pytest.raises(DataError, match="not written"):
+        FileDeidentifier(_deid(), None).run(src, tmp_path / "out.dcm", "f")
+    assert not (tmp_path / "out.dcm").exists()
+
+
+@pytest.mark.needs_shared
+@pytest.mark.parametrize("comment", [None, b"Patient: Regression, Test  DOB 19310512"])
+def test_real_image_compressed_with_a_comment_is_refused(shared_data: Path, tmp_path: Path,
+                                                         comment: bytes | None) -> None:
+    """A real GE slice re-encoded as JPEG Baseline the way a PACS compressor does it,
+    with the patient's name and birth date in a JPEG comment: refused, never written;
+    the same slice without the comment is written with its pixels as they were."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGBaseline8Bit
+
+    from bidsdeid.errors import DataError
+
+    src = dicom_inputs(copy_set(shared_data, "ge", tmp_path / "in", 1))[0]
+    ds = pydicom.dcmread(src)
+    pixels = ds.pixel_array.astype(np.float64)
+    grey = np.clip(pixels / max(pixels.max(), 1) * 255, 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(grey, "L").save(buf, "JPEG", quality=95,
+                                    **({"comment": comment} if comment else {}))
+    ds.PixelData = encapsulate([buf.getvalue()])
+    ds["PixelData"].VR = "OB"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    jpeg = tmp_path / "jpeg.dcm"
+    ds.save_as(jpeg, enforce_file_format=True)
+    out = tmp_path / "out.dcm"
+    if comment is None:
+        FileDeidentifier(_deid(), None).run(jpeg, out, "f")
+        assert pydicom.dcmread(out).PixelData == pydicom.dcmread(jpeg).PixelData
+        return
+    assert comment in jpeg.read_bytes()
+    with pytest.raises(DataError, match="JPEG comment"):
+        FileDeidentifier(_deid(), None).run(jpeg, out, "f")
+    assert not out.exists()

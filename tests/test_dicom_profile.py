@@ -120,6 +120,17 @@ def test_attributes_in_no_table() -> None:
     assert p.decide(0x00091234 + 0x10000, "PN").op == P.EMPTY  # unknown tag, PN VR
 
 
+@pytest.mark.parametrize("keyword,vr", [("SecondaryCaptureDeviceManufacturerModelName", "CS"),
+                                        ("SecondaryCaptureDeviceManufacturer", "FD"),
+                                        ("SeriesDescription", "OB"), ("PatientComments", "US")])
+def test_text_attribute_in_another_vr_is_removed(keyword: str, vr: str) -> None:
+    """A text attribute written with a non-text VR would be kept by that VR's rule (code
+    strings and numbers are kept): it is removed instead."""
+    p = Profile()
+    assert p.decide(tag_of(keyword), vr).op == P.REMOVE
+    assert p.decide(tag_of(keyword), None).op != P.REMOVE or keyword == "PatientComments"
+
+
 def test_private_attributes() -> None:
     p = Profile()
     assert p.decide_private("SIEMENS CSA HEADER", 0x0029, 0x10, "OB").op == P.REMOVE

@@ -9,13 +9,19 @@ fuzzing). So before pixel data is copied:
 * native (uncompressed) pixel data must be exactly Rows x Columns x SamplesPerPixel x
   NumberOfFrames x BitsAllocated / 8 bytes (plus one padding byte; YBR_FULL_422 has
   two samples per pixel where SamplesPerPixel says three);
-* encapsulated pixel data must be a sequence of items, nothing else.
+* encapsulated pixel data must be a sequence of items, nothing else; and the
+  compressed frames must carry nothing beside the image (:func:`encapsulated_text`):
+  a JPEG comment or application segment can hold the name and birth date a PACS
+  stamped into it, and is copied with the pixels.
 
-A file that fails is damaged: it is refused (:class:`~bidsdeid.errors.DataError`).
+A file that fails is refused (:class:`~bidsdeid.errors.DataError`).
 """
 
 from __future__ import annotations
 
+import re
+import struct
+from collections.abc import Iterator
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -70,6 +76,120 @@ def encapsulated_problem(value: bytes) -> str | None:
     except (ValueError, TypeError, EOFError) as exc:
         return f"encapsulated pixel data that is not a sequence of items ({type(exc).__name__})"
     return None
+
+
+_ITEM, _SEQ_DELIM = 0xFFFEE000, 0xFFFEE0DD
+_JPEG_TEXT_MARKER = re.compile(rb"\xff[\xe0-\xef\xfe]")
+"""APP0-APP15 and COM: in entropy-coded JPEG data 0xFF is followed only by 0x00 or a
+restart marker (JPEG-LS: by a byte below 0x80), so these bytes are always segments."""
+_PLAIN_APP = {0xE0: (b"JFIF\x00", b"JFXX\x00"), 0xEE: (b"Adobe",)}
+"""Application segments that hold only decoding parameters (and, for JFXX, a thumbnail
+of the image itself)."""
+_JP2_SIGNATURE = b"\x00\x00\x00\x0cjP  \r\n\x87\n"
+
+
+def _items(value: bytes | memoryview) -> Iterator[memoryview]:
+    """The values of the items of encapsulated pixel data (the offset table first)."""
+    view = memoryview(value)
+    pos = 0
+    while pos + 8 <= len(view):
+        tag_group, tag_elem, length = struct.unpack_from("<HHI", view, pos)
+        tag = tag_group << 16 | tag_elem
+        if tag == _SEQ_DELIM:
+            return
+        if tag != _ITEM:
+            raise ValueError("not an item")
+        yield view[pos + 8:pos + 8 + length]
+        pos += 8 + length
+
+
+def _jpeg_text(fragment: memoryview) -> str | None:
+    for m in _JPEG_TEXT_MARKER.finditer(fragment):  # type: ignore[call-overload]
+        marker = m.group(0)[1]
+        if marker == 0xFE:
+            return "a JPEG comment (COM segment) in the compressed pixel data"
+        ident = bytes(fragment[m.start() + 4:m.start() + 10])
+        if not any(ident.startswith(a) for a in _PLAIN_APP.get(marker, ())):
+            return (f"a JPEG application segment (APP{marker - 0xE0}) in the compressed "
+                    "pixel data")
+    return None
+
+
+def _j2k_text(fragment: memoryview) -> str | None:
+    """A comment (COM) in the main or a tile-part header of a JPEG 2000 codestream."""
+    pos, n = 2, len(fragment)
+    while pos + 4 <= n:
+        marker, length = struct.unpack_from(">HH", fragment, pos)
+        if marker == 0xFF64:
+            return "a JPEG 2000 comment (COM segment) in the compressed pixel data"
+        if marker == 0xFF90:  # SOT: a tile-part header, then its data up to Psot
+            tile_start = pos
+            psot = struct.unpack_from(">I", fragment, pos + 6)[0] if pos + 10 <= n else 0
+            pos += 2 + length
+            while pos + 4 <= n:
+                marker, length = struct.unpack_from(">HH", fragment, pos)
+                if marker == 0xFF64:
+                    return "a JPEG 2000 comment (COM segment) in the compressed pixel data"
+                if marker == 0xFF93:  # SOD: the tile's data
+                    break
+                pos += 2 + length
+            if psot == 0:
+                return None
+            pos = tile_start + psot
+            continue
+        if marker >> 8 != 0xFF or length < 2:
+            return None  # not a header any more: the rest is coded data
+        pos += 2 + length
+    return None
+
+
+def encapsulated_text(value: bytes | memoryview) -> str | None:
+    """Why compressed frames may carry text beside the image, or None: a JPEG comment or
+    application segment other than JFIF and Adobe, a JPEG 2000 comment or JP2 wrapper
+    (whose boxes hold metadata), an offset table that is not one, or bytes after the end
+    of a frame."""
+    try:
+        items = list(_items(value))
+    except (ValueError, struct.error):
+        return "encapsulated pixel data that is not a sequence of items"
+    if not items:
+        return None
+    table = items[0]
+    if len(table) % 4:
+        return "a basic offset table whose length is not a multiple of 4"
+    offsets = struct.unpack_from(f"<{len(table) // 4}I", table)
+    if offsets and (offsets[0] != 0 or list(offsets) != sorted(offsets)):
+        return "a basic offset table that holds no offsets"
+    kind, ended = None, False
+    for fragment in items[1:]:
+        head = bytes(fragment[:12])
+        if head.startswith(b"\xff\xd8"):
+            kind, ended = "jpeg", False
+        elif head.startswith(b"\xff\x4f\xff\x51"):
+            kind, ended = "j2k", False
+            problem = _j2k_text(fragment)
+            if problem:
+                return problem
+        elif head == _JP2_SIGNATURE:
+            return "JPEG 2000 in a JP2 wrapper (metadata boxes) in the pixel data"
+        elif ended:
+            return "bytes after the end of a compressed frame"
+        if kind == "jpeg":
+            problem = _jpeg_text(fragment)
+            if problem:
+                return problem
+        tail = bytes(fragment[-3:])
+        ended = kind is not None and (tail.endswith(b"\xff\xd9") or tail == b"\xff\xd9\x00")
+    return None
+
+
+def dataset_text(ds: Dataset) -> str | None:
+    """:func:`encapsulated_text` of a dataset read by pydicom (None: native pixels)."""
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    value = getattr(ds.get_item(0x7FE00010), "value", None) if 0x7FE00010 in ds else None
+    if ts is None or not ts.is_encapsulated or not isinstance(value, bytes):
+        return None
+    return encapsulated_text(value)
 
 
 def dataset_problem(ds: Dataset) -> str | None:

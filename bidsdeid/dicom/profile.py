@@ -322,6 +322,11 @@ class Profile:
         if (tag & 0xFFFF) == 0 or (tag >> 16) in (0x0000, 0x0002):
             return Decision(REMOVE, "group length, command or file meta element inside the "
                                     "dataset: removed")
+        expected = normalise_vr(_dict_vr(tag))
+        if expected in TEXT_VRS and vr not in TEXT_VRS:
+            # a text attribute the file gives another VR (CS, FD, OB, ...): the rules for
+            # that VR would keep it, though it holds text
+            return Decision(REMOVE, f"{vr} where the dictionary says {expected}: removed")
         row = self.row(tag)
         if row is not None:
             if (tag >> 16) & 0xFF00 == 0x6000 and self.overlay_removed():

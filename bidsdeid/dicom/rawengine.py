@@ -39,7 +39,12 @@ from bidsdeid.dicom.deidentify import (
     attribute_name,
     private_name,
 )
-from bidsdeid.dicom.pixelcheck import GEOMETRY_TAGS, native_problem, raw_geometry_value
+from bidsdeid.dicom.pixelcheck import (
+    GEOMETRY_TAGS,
+    encapsulated_text,
+    native_problem,
+    raw_geometry_value,
+)
 from bidsdeid.dicom.unlisted import normalise_vr
 from bidsdeid.dicom.values import DATE_TIME_PAIRS, TIME_TO_DATE, cap_age, decode_text, encode_text
 
@@ -273,6 +278,9 @@ class RawEngine:
         if length == UNDEF:
             if top and tag in PIXEL_TAGS:
                 end = self._skip_fragments(vpos)
+                problem = encapsulated_text(memoryview(self.buf)[vpos:end])
+                if problem:  # the pydicom engine refuses the file, saying why
+                    raise Unsupported(problem)
                 lv.out.append((tag, Range(pos, end - pos)))
                 return end
             if op in (P.RECURSE, P.KEEP):

@@ -37,7 +37,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian
 from bidsdeid.dicom import geometry, pixelstream
 from bidsdeid.dicom.deidentify import Deidentifier, FileReport
 from bidsdeid.dicom.facemask import SeriesFace
-from bidsdeid.dicom.pixelcheck import dataset_problem
+from bidsdeid.dicom.pixelcheck import dataset_problem, dataset_text
 from bidsdeid.dicom.pixels import FileFace, PixelRefused
 from bidsdeid.dicom.rawengine import Range, RawEngine, Unsupported
 from bidsdeid.dicom.selfcheck import LeakChecker
@@ -140,6 +140,10 @@ class FileDeidentifier:
             problem = dataset_problem(ds)
             if problem:  # a damaged file whose "pixel data" may be header text
                 raise DataError(f"{where}: {problem} (a damaged file)")
+            text = dataset_text(ds)
+            if text:  # copied with the pixels, it would be published unread
+                raise DataError(f"{where}: {text}, which can hold a name or a date: not "
+                                "written")
             pixels = _dataset_face(ds, face) if face is not None else None
             report = self.deid.dataset(ds, descriptors)
             if self._refused(report):
