@@ -199,6 +199,18 @@ def test_json_escapes_are_decoded(ids: Identifiers, tmp_path: Path) -> None:
     assert [h.where for h in scan_tree(tmp_path, ids)] == ["file content (JSON escapes decoded)"]
 
 
+def test_names_run_together_and_ids_without_leading_zeros() -> None:
+    ids = Identifiers()
+    ids.add_name("Fernwhistle^Zorbulon^Q", "PatientName")
+    ids.add("id", "000887731", "PatientID")
+    ids.add("id", "0042", "StudyID")  # too short without its zeros to search for
+    m = Matcher(ids)
+    for text in ("user fernwhistlezorbulon", "ZorbulonFernwhistle.nii", "MRN 887731",
+                 "MRN 000887731"):
+        assert m.first(text) is not None, text
+    assert m.first("42") is None and m.first("887731x") is None
+
+
 def test_skipped_kinds_are_not_searched(ids: Identifiers, tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("20180918")
     assert scan_tree(tmp_path, ids, skip_kinds=["date"]) == []

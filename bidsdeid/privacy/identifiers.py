@@ -132,15 +132,24 @@ class Identifiers:
         if not _usable(t, kind):
             return
         self.values[kind].setdefault(t, source)
+        if kind == "id" and t.isdigit() and t.startswith("0"):  # 000123 is also written 123
+            self.add(kind, t.lstrip("0"), source)
 
     def add_name(self, text: str, source: str = "") -> None:
-        """Add a person name: the whole value and each part of 3+ characters."""
+        """Add a person name: the whole value, each part of 3+ characters, and family
+        and given name run together either way (DoeJohn, JohnDoe: a user name, an e-mail
+        address, a file name)."""
         whole = _clean(text)
         if not whole:
             return
         self.add("name", whole.replace("^", " ").strip(), source)
         for part in re.split(r"[\^=,\s]+", whole):
             self.add("name", part, source)
+        family_given = [p for p in re.split(r"[\^\s]+", whole.split("=")[0]) if p][:2]
+        if len(family_given) == 2:
+            for joined in ("".join(family_given), "".join(family_given[::-1])):
+                if len(joined) >= _MIN_TEXT_LEN:
+                    self.add("name", joined, source)
 
     def add_date(self, text: str, source: str = "") -> None:
         """Add a date in the forms people and converters write: YYYYMMDD, DDMMYYYY,
