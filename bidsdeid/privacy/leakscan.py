@@ -202,32 +202,26 @@ class Matcher:
     def __bool__(self) -> bool:
         return bool(self._regexes) or self._path_regex is not None
 
-    def finditer(self, data: bytes) -> Iterator[tuple[Token, int, bytes]]:
+    def finditer(self, data: bytes, *, path: bool = False
+                 ) -> Iterator[tuple[Token, int, bytes]]:
+        """Every token in ``data``; in a ``path`` also dates inside labels (``__init__``)."""
         if not data:
             return
+        searches = [(regex, self.by_bytes) for regex in self._regexes]
+        if path and self._path_regex is not None:
+            searches.append((self._path_regex, self._path_dates))
         seen: set[int] = set()
-        for regex in self._regexes:
+        for regex, tokens in searches:
             for m in regex.finditer(data):
                 found = m.group(0)
-                tok = self.by_bytes.get(found.lower())
+                tok = tokens.get(found.lower())
                 if tok is not None and m.start() not in seen:
                     seen.add(m.start())
                     yield tok, m.start(), found
 
-    def finditer_path(self, path: str) -> Iterator[tuple[Token, int, bytes]]:
-        """The tokens in a path (a file or folder name relative to the output root):
-        :meth:`finditer`, and dates inside labels (see ``__init__``)."""
-        data = path.encode("utf-8", "surrogateescape")
-        seen: set[int] = set()
-        for tok, pos, found in self.finditer(data):
-            seen.add(pos)
-            yield tok, pos, found
-        if self._path_regex is not None:
-            for m in self._path_regex.finditer(data):
-                date = self._path_dates.get(m.group(0).lower())
-                if date is not None and m.start() not in seen:
-                    seen.add(m.start())
-                    yield date, m.start(), m.group(0)
+    def finditer_path(self, rel: str) -> Iterator[tuple[Token, int, bytes]]:
+        """The tokens in a file or folder name relative to the output root."""
+        return self.finditer(rel.encode("utf-8", "surrogateescape"), path=True)
 
     def first(self, text: str | bytes) -> Token | None:
         """The first token found in ``text`` (for checking a value before keeping it)."""

@@ -11,6 +11,7 @@ two renders differ only where defacing changed the head.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import pairwise
@@ -153,13 +154,8 @@ def resample(data: np.ndarray, affine: np.ndarray, grid: RasGrid, order: int = 1
     aligned = _axis_aligned(affine) if allow_fast else None
     if aligned is not None:
         data, affine = _to_ras_order(data, affine, *aligned)
-    slabs = _slabs(grid.shape[0], threads)
-    if len(slabs) == 1:
-        return _transform(data, affine, grid, order, aligned is not None)
-    with ThreadPoolExecutor(len(slabs)) as pool:
-        parts = pool.map(lambda ab: _transform(data, affine, grid.slab(*ab), order,
-                                               aligned is not None), slabs)
-        return np.concatenate(list(parts))
+    return _by_slabs(grid.shape[0], threads, lambda a, b: _transform(
+        data, affine, grid.slab(a, b), order, aligned is not None))
 
 
 def _to_ras_order(data: np.ndarray, affine: np.ndarray, axes: list[int], flips: list[bool]
@@ -204,6 +200,15 @@ def _slabs(n: int, threads: int, least: int = 16) -> list[tuple[int, int]]:
     k = max(1, min(threads, n // least))
     cuts = [round(i * n / k) for i in range(k + 1)]
     return list(pairwise(cuts))
+
+
+def _by_slabs(n: int, threads: int, rows: Callable[[int, int], np.ndarray]) -> np.ndarray:
+    """``rows(start, stop)`` for the slabs of ``n`` rows, side by side, joined."""
+    slabs = _slabs(n, threads)
+    if len(slabs) == 1:
+        return rows(0, n)
+    with ThreadPoolExecutor(len(slabs)) as pool:
+        return np.concatenate(list(pool.map(lambda ab: rows(*ab), slabs)))
 
 
 CHANGE_MARGIN_VOXELS = 6
@@ -256,18 +261,13 @@ def smooth(volume: np.ndarray, threads: int = 1) -> np.ndarray:
         return ndi.gaussian_filter(v, 1.0, mode="constant", truncate=SMOOTH_REACH
                                    ).astype(np.float32, copy=False)
 
-    slabs = _slabs(volume.shape[0], threads)
-    if len(slabs) == 1:
-        return blur(volume)
     n, r = volume.shape[0], SMOOTH_REACH
 
-    def one(ab: tuple[int, int]) -> np.ndarray:
-        a, b = ab
+    def rows(a: int, b: int) -> np.ndarray:
         lo, hi = max(0, a - r), min(n, b + r)
         return blur(volume[lo:hi])[a - lo:b - lo]
 
-    with ThreadPoolExecutor(len(slabs)) as pool:
-        return np.concatenate(list(pool.map(one, slabs)))
+    return _by_slabs(n, threads, rows)
 
 
 def head_threshold(smoothed: np.ndarray) -> float:
