@@ -137,6 +137,22 @@ def shifted(removed: np.ndarray, affine: np.ndarray, shift_mm: tuple[float, floa
 
 
 @pytest.mark.slow
+def pydeface_defaced(tmp: Path, shift: tuple[float, float, float]) -> ImageInput:
+    """pydeface's head defaced with its own face mask moved by ``shift`` (mm), as the QC
+    input of a defacing (original, defaced and removed region written to ``tmp``)."""
+    (data, affine), removed = pydeface_head_and_face_mask()
+    assert nib.aff2axcodes(affine) == ("R", "A", "S")
+    removed = shifted(removed, affine, shift)
+    paths = {}
+    for name, arr in (("orig", data), ("defaced", np.where(removed, 0, data)),
+                      ("removed", removed.astype(np.uint8))):
+        paths[name] = tmp / f"{name}.nii"
+        nib.save(nib.Nifti1Image(arr, affine), str(paths[name]))
+    res = DefaceResult("sub-01/anat/sub-01_T1w.nii.gz", "T1w", "anchor", paths["orig"],
+                       paths["defaced"], paths["removed"], None, None, template="pydeface")
+    return ImageInput(res.rel_path, "T1w", res, res.original, res.defaced)
+
+
 @pytest.mark.parametrize("shift", [(0.0, 0.0, 0.0), (0.0, 0.0, -40.0), (0.0, 40.0, 0.0),
                                    (50.0, 0.0, 0.0)])
 def test_pydeface_face_mask_on_its_template(shift: tuple[float, float, float],
@@ -144,17 +160,7 @@ def test_pydeface_face_mask_on_its_template(shift: tuple[float, float, float],
     """In place, pydeface's mask passes the check (or asks for a look: the template has a
     bar-shaped artefact at the brow); moved 40 mm down, 40 mm forward or 50 mm sideways
     it leaves eyes or nose, and the check fails the image."""
-    (data, affine), removed = pydeface_head_and_face_mask()
-    assert nib.aff2axcodes(affine) == ("R", "A", "S")
-    removed = shifted(removed, affine, shift)
-    paths = {}
-    for name, arr in (("orig", data), ("defaced", np.where(removed, 0, data)),
-                      ("removed", removed.astype(np.uint8))):
-        paths[name] = tmp_path / f"{name}.nii"
-        nib.save(nib.Nifti1Image(arr, affine), str(paths[name]))
-    res = DefaceResult("sub-01/anat/sub-01_T1w.nii.gz", "T1w", "anchor", paths["orig"],
-                       paths["defaced"], paths["removed"], None, None, template="pydeface")
-    qc = assess(ImageInput(res.rel_path, "T1w", res, res.original, res.defaced))
+    qc = assess(pydeface_defaced(tmp_path, shift))
     assert qc.face is not None and qc.face.before is not None and qc.face.before.seen
     if shift == (0.0, 0.0, 0.0):
         assert qc.face.status in ("pass", "review"), qc.face.message
@@ -166,16 +172,7 @@ def test_threads_change_nothing(tmp_path: Path) -> None:
     """QC with the face detectors in a second thread (``threads`` > 1) gives the same
     verdict, evidence, metrics and figures, byte for byte, as QC in one thread: here on
     pydeface's head defaced 40 mm too low, so both states have detections to box."""
-    (data, affine), removed = pydeface_head_and_face_mask()
-    removed = shifted(removed, affine, (0.0, 0.0, -40.0))
-    paths = {}
-    for name, arr in (("orig", data), ("defaced", np.where(removed, 0, data)),
-                      ("removed", removed.astype(np.uint8))):
-        paths[name] = tmp_path / f"{name}.nii"
-        nib.save(nib.Nifti1Image(arr, affine), str(paths[name]))
-    res = DefaceResult("sub-01/anat/sub-01_T1w.nii.gz", "T1w", "anchor", paths["orig"],
-                       paths["defaced"], paths["removed"], None, None, template="pydeface")
-    item = ImageInput(res.rel_path, "T1w", res, res.original, res.defaced)
+    item = pydeface_defaced(tmp_path, (0.0, 0.0, -40.0))
     one, two = assess(item, threads=1), assess(item, threads=2)
     assert one.face is not None and two.face is not None
     assert one.face.status == two.face.status == "fail"

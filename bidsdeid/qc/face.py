@@ -258,20 +258,11 @@ def _body_radius(depth: np.ndarray, fg: np.ndarray, where: tuple[int, int],
     return float(ndi.distance_transform_edt(mine).max() * px)
 
 
-def evidence(renders: dict[str, SurfaceRender], scale: float | None = None) -> FaceEvidence:
-    """Both looks on one set of renders. ``scale`` (from the "before" front view) keeps
-    before and after at the same size; by default it comes from ``renders`` itself."""
-    front = renders.get("front")
-    if front is None:
-        return FaceEvidence()
-    if scale is None:
-        scale = _scale_for(front)
-    return combine(front, haar_scores(renders, scale), nose_prominence(front))
-
-
 def combine(front: SurfaceRender, haar: HaarResult, nose: NoseResult) -> FaceEvidence:
-    """The evidence from the two looks (:func:`haar_scores`, :func:`nose_prominence` of
-    ``front``), which callers may compute apart (in two threads)."""
+    """The evidence from the two looks on one set of renders (:func:`haar_scores`, and
+    :func:`nose_prominence` of the ``front`` view), which QC computes in two threads;
+    both at the scale of the "before" front view (:func:`scale_of`), so before and after
+    are looked at the same size."""
     scores, found = haar
     prominence, where = nose
     found = list(found)
