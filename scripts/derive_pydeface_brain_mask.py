@@ -30,6 +30,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import sys
 from pathlib import Path
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     from scipy import ndimage
 
     from bidsdeid.deface import backend
-    from bidsdeid.utils.atomic import gzip_bytes, write_bytes, write_json
+    from bidsdeid.utils.atomic import write_bytes, write_json
 
     ants = backend.ants()
     brain_src = args.mni_brain or _nilearn_brain_mask()
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     ref = nib.load(str(head))
     out = nib.Nifti1Image(warped.astype(np.uint8), ref.affine)
     out.header.set_xyzt_units("mm")
-    write_bytes(args.out, gzip_bytes(out.to_bytes(), level=9))
+    write_bytes(args.out, gzip.compress(out.to_bytes(), 9, mtime=0))
     write_json(PROVENANCE if args.out == OUT else args.out.with_suffix("").with_suffix(".json"), {
         "Description": "brain mask of the pydeface template mean_reg2mean.nii.gz "
                        "(pydeface 2.1.0), for the brain-protection gate",

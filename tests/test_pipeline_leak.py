@@ -16,7 +16,8 @@ from nibabel.nifti1 import Nifti1Header
 from bidsdeid.bids import sidecar, tables
 from bidsdeid.cli.run import main
 from bidsdeid.context import ParticipantContext
-from bidsdeid.utils.atomic import gzip_bytes, write_bytes
+from bidsdeid.utils import gz
+from bidsdeid.utils.atomic import write_bytes
 
 pytestmark = [pytest.mark.needs_shared, pytest.mark.xdist_group("pipeline_leak")]
 
@@ -69,7 +70,7 @@ def test_token_in_a_staged_nifti_header_is_caught(ge_study: Path, tmp_path: Path
         raw = gzip.decompress(staged.read_bytes())
         hdr = Nifti1Header.from_fileobj(io.BytesIO(raw), check=False)
         hdr["descrip"] = b"scan of Regression"  # a name part, inside the gzip
-        write_bytes(staged, gzip_bytes(hdr.binaryblock + raw[348:]))
+        write_bytes(staged, gz.compress(hdr.binaryblock + raw[348:]))
 
     monkeypatch.setattr(tables, "run", tampering)
     out = tmp_path / "out"

@@ -30,7 +30,8 @@ from bidsdeid.deface.registry import Family, TemplateChoice, load_registry
 from bidsdeid.deface.templates import required_files, resolve_file
 from bidsdeid.deface.volume import Volume, downsample, head_mask, resample_to
 from bidsdeid.errors import DataError
-from bidsdeid.utils.atomic import gzip_bytes, write_bytes, write_json
+from bidsdeid.utils import gz
+from bidsdeid.utils.atomic import write_bytes, write_json
 from bidsdeid.utils.locks import file_lock
 
 log = logging.getLogger("bidsdeid")
@@ -205,7 +206,7 @@ def _cached_masks(choice: TemplateChoice, files: dict[str, Path | None],
         for path, arr in ((face_p, (np.clip(face, 0, 1) * 255).round().astype(np.uint8)),
                           (brain_p, brain.astype(np.uint8))):
             img = nib.Nifti1Image(arr, target.affine)
-            write_bytes(path, gzip_bytes(img.to_bytes()))
+            write_bytes(path, gz.compress(img.to_bytes()))
         write_json(folder / f"{safe}_{key}.json", {"template": choice.id, "method": how,
                                                    "sloppy": sloppy})
         return face_p, brain_p, how

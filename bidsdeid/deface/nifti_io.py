@@ -2,12 +2,11 @@
 
 The defaced image keeps every header byte (dtype, affine, scaling, extensions) of the
 staged, already scrubbed file: only the voxel bytes change. The file is gzipped with
-:func:`bidsdeid.utils.atomic.gzip_bytes` (mtime 0), so two runs write identical bytes.
+:func:`bidsdeid.utils.gz.compress` (mtime 0), so two runs write identical bytes.
 """
 
 from __future__ import annotations
 
-import gzip
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,8 @@ import numpy as np
 
 from bidsdeid.deface.volume import Volume
 from bidsdeid.errors import DataError
-from bidsdeid.utils.atomic import gzip_bytes, write_bytes
+from bidsdeid.utils import gz
+from bidsdeid.utils.atomic import write_bytes
 
 
 def _vox_offset(raw: bytes) -> int:
@@ -45,10 +45,10 @@ class RawNifti:
     def read(cls, path: Path) -> RawNifti:
         try:
             data = path.read_bytes()
-            raw = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+            raw = gz.decompress(data) if gz.is_gzip(data) else data
             img = nib.Nifti1Image.from_bytes(raw) if raw[344:348] in (b"n+1\x00", b"ni1\x00") \
                 else nib.Nifti2Image.from_bytes(raw)
-        except (OSError, EOFError, ValueError, gzip.BadGzipFile,
+        except (OSError, ValueError,
                 nib.filebasedimages.ImageFileError) as exc:
             raise DataError(f"{path.name}: not a readable NIfTI image ({exc})") from exc
         hdr = img.header
@@ -96,7 +96,7 @@ class RawNifti:
 
     def write(self, path: Path, stored: np.ndarray) -> None:
         data = self.encode(stored)
-        write_bytes(path, gzip_bytes(data) if path.name.endswith(".gz") else data)
+        write_bytes(path, gz.compress(data) if path.name.endswith(".gz") else data)
 
 
 def write_mask(path: Path, mask: np.ndarray, like: RawNifti) -> None:
@@ -106,4 +106,4 @@ def write_mask(path: Path, mask: np.ndarray, like: RawNifti) -> None:
     img.set_sform(like.affine, code=1)
     img.header.set_xyzt_units("mm")
     data = img.to_bytes()
-    write_bytes(path, gzip_bytes(data) if path.name.endswith(".gz") else data)
+    write_bytes(path, gz.compress(data) if path.name.endswith(".gz") else data)

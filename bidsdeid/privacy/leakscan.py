@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import gzip
 import json
 import os
 import re
@@ -40,6 +39,7 @@ from pathlib import Path
 
 from bidsdeid.context import ParticipantContext
 from bidsdeid.privacy.identifiers import Identifiers, Token, ascii_spellings
+from bidsdeid.utils import gz
 from bidsdeid.utils.atomic import write_json
 
 _BOUNDARY_BEFORE = rb"(?<![A-Za-z0-9])"
@@ -371,10 +371,10 @@ def _parts(name: str, raw: bytes, depth: int = 0) -> Iterator[tuple[str, bytes]]
     if depth > _MAX_DEPTH:
         yield "nested content", raw
         return
-    if raw[:2] == b"\x1f\x8b":
+    if gz.is_gzip(raw):
         try:
-            inner = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error):
+            inner = gz.decompress(raw)
+        except gz.GzipError:
             yield "gzip bytes (not decompressible)", raw
             return
         inner_name = name[:-3] if lower.endswith(".gz") else name + ".inner"

@@ -8,8 +8,6 @@ strays (:func:`remove_stray_temporaries`).
 from __future__ import annotations
 
 import contextlib
-import gzip
-import io
 import json
 import os
 import shutil
@@ -104,14 +102,6 @@ def dumps_json(obj: Any) -> str:
 def write_json(path: str | os.PathLike[str], obj: Any, *, perms: int | None = None) -> None:
     """Write ``obj`` as JSON (see :func:`dumps_json`) atomically."""
     write_text(path, dumps_json(obj), perms=perms)
-
-
-def gzip_bytes(data: bytes, *, level: int = 6) -> bytes:
-    """Gzip ``data`` reproducibly: no file name and mtime 0 in the gzip header."""
-    buf = io.BytesIO()
-    with gzip.GzipFile(filename="", mode="wb", fileobj=buf, compresslevel=level, mtime=0) as gz:
-        gz.write(data)
-    return buf.getvalue()
 
 
 def copy_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
