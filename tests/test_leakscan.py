@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import json
 import struct
 import zlib
 from pathlib import Path
@@ -232,3 +233,32 @@ def test_html_markup_is_not_content_but_text_and_attributes_are(tmp_path: Path) 
     for leak in ("<p>pre</p>", '<a title="pre">x</a>', "<!-- pre -->", "<script>'pre'</script>"):
         page.write_text(f"<html><body>{leak}</body></html>")
         assert scan_tree(tmp_path, ids), leak
+
+
+def test_parts_of_names_and_ids_short_numbers_and_birth_dates_round_trip() -> None:
+    ids = Identifiers()
+    ids.add_name("Smith-Jones^Ann")
+    ids.add("id", "12343@jdoe")
+    ids.add("id", "SUBJ-0042-PILOT")
+    ids.add("label", "1234")
+    ids.add_date("19230405", "PatientBirthDate", kind="birthdate")
+    names = ids.values["name"]
+    assert {"Smith", "Jones", "Ann", "Smith-Jones"} <= set(names)
+    assert {"12343", "jdoe"} <= set(ids.values["id"]) and ids.id_parts >= {"jdoe", "12343"}
+    assert "SUBJ" not in ids.values["id"] and "PILOT" not in ids.values["id"]  # generic
+    assert ids.short_numbers == {"id": {"0042": ""}, "label": {"1234": ""}}
+    assert "1923-04-05" in ids.values["birthdate"] and "230405" in ids.short_birthdates
+    again = Identifiers.from_json(json.loads(json.dumps(ids.to_json())))
+    assert (again.values, again.id_parts, again.short_numbers, again.short_birthdates) == (
+        ids.values, ids.id_parts, ids.short_numbers, ids.short_birthdates)
+    merged = Identifiers()
+    merged.merge(ids)
+    assert merged.id_parts == ids.id_parts and merged.short_numbers == ids.short_numbers
+    # inside labels: whole IDs and names yes, ID parts no; short numbers on digit edges
+    assert ids.hidden_in_labels(["jonesrest"]) is not None
+    assert ids.hidden_in_labels(["jdoe01"]) is None  # a part of an ID
+    assert ids.hidden_in_labels(["s1234"]) is not None and ids.hidden_in_labels(["12345"]) is None
+    # a birth date is sought whatever --retain-dates keeps, dates are not
+    matcher = Matcher(ids, ["date"])
+    assert matcher.first("born 1923-04-05") is not None
+    assert next(matcher.finditer_path("sub-01/anat/sub-01_acq-dob19230405_T1w.nii.gz"))

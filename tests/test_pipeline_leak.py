@@ -90,9 +90,11 @@ def test_clean_run_publishes(ge_study: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("form", ["yymmdd", "visit_yyyymmdd"])
 def test_session_named_by_its_date_is_caught(shared_data: Path, tmp_path: Path,
-                                             form: str) -> None:
+                                             form: str, capsys: pytest.CaptureFixture[str]
+                                             ) -> None:
     """A session folder named by the study date, with a two-digit year or inside a longer
-    label, fails the participant (``--relabel keep`` publishes labels as they are)."""
+    label, fails the participant (``--relabel keep`` publishes labels as they are): at
+    once, when the labels are assigned, saying how to publish it."""
     import pydicom
 
     first = next(p for p in sorted((shared_data / "dicom" / "ge_mr750_fmri").rglob("*"))
@@ -102,10 +104,15 @@ def test_session_named_by_its_date_is_caught(shared_data: Path, tmp_path: Path,
     study = tmp_path / "study"
     copy_dicom_session(shared_data, "ge", study / "sourcedata" / "sub-ge" / f"ses-{label}")
     out = tmp_path / "out"
-    assert _run(study, out) != 0
+    assert _run(study, out) == 65
     assert not (out / "sub-ge").exists()
-    hits = _hits(out)
-    assert any(h["kind"] == "date" and h["where"] == "a folder name" for h in hits), hits
+    err = capsys.readouterr().err
+    assert f"the session label ses-{label} holds an identifier" in err, err
+    assert "--relabel sequential" in err
+    # with pseudonymous labels the same input is published
+    assert main([str(study), str(tmp_path / "relabelled"), "participant",
+                 "--deface-modalities", "none", "--relabel", "sequential"]) == 0
+    assert (tmp_path / "relabelled" / "sub-001" / "ses-01").is_dir()
 
 
 def _published_text(out: Path) -> list[tuple[str, bytes]]:

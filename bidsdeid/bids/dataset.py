@@ -90,6 +90,30 @@ def participants_tsv(rows: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
     return "\n".join(lines) + "\n", sidecar
 
 
+_LEGACY_LICENSES = frozenset({"CC0", "PD", "PDDL"})
+"""Short names the BIDS specification listed before it asked for SPDX identifiers."""
+
+
+def spdx_license(value: object) -> str | None:
+    """The input's License if it is an SPDX license expression of licenses on the SPDX
+    list (``CC0-1.0``, ``CC-BY-4.0 OR ODbL-1.0``; as BIDS asks) or a short name BIDS
+    used to list, in canonical form; else None. Any other text (a name, a date, a
+    ``LicenseRef-`` of one's own) could identify someone and is not copied: this file
+    is written after the participants' leak scans."""
+    from packaging.licenses import InvalidLicenseExpression, canonicalize_license_expression
+
+    if not isinstance(value, str) or not value.strip() or len(value) > 200:
+        return None
+    text = value.strip()
+    if text in _LEGACY_LICENSES:
+        return text
+    try:
+        canonical = str(canonicalize_license_expression(text))
+    except InvalidLicenseExpression:
+        return None
+    return None if re.search(r"(?:License|Document|Addition)Ref-", canonical) else canonical
+
+
 def dataset_description(config: RunConfig) -> dict[str, Any]:
     desc: dict[str, Any] = {
         "Name": "De-identified dataset",
@@ -101,9 +125,9 @@ def dataset_description(config: RunConfig) -> dict[str, Any]:
     try:
         source = json.loads((config.bids_dir / "dataset_description.json").read_text("utf-8"))
         license_text = source.get("License") if isinstance(source, dict) else None
-        if isinstance(license_text, str) and re.fullmatch(r"[A-Za-z0-9.+\- ]{1,64}",
-                                                           license_text):
-            desc["License"] = license_text
+        spdx = spdx_license(license_text)
+        if spdx is not None:
+            desc["License"] = spdx
     except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         pass
     return desc

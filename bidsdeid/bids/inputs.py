@@ -10,7 +10,13 @@ other participants ignored), filtered by ``--session-label`` and
 2. sidecars (with BIDS inheritance applied by pybids) are scrubbed by allow-list,
    ``IntendedFor`` paths are rewritten to the output labels;
 3. images are copied with cleared header text and no extensions (gzip mtime 0);
-   ``.bval``/``.bvec`` (numbers only), ``_events.tsv`` and ``_aslcontext.tsv`` go along.
+   ``.bval``/``.bvec`` (numbers only), ``_events.tsv`` (without the columns that name
+   the participant, the session, a date or a computer: :mod:`bidsdeid.bids.tsv`) and
+   ``_aslcontext.tsv`` go along; an entity label that holds an identifier, even inside
+   a word, fails the participant.
+
+Step 1 runs in stage 1 (:func:`load`), so the labels of every image are checked
+against the identifiers of all the participant's inputs.
 
 Files of other kinds are reported and left out.
 """
@@ -24,10 +30,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from bidsdeid.bids import filters, names, nifti, schema, sidecar, staging
+from bidsdeid.bids import exposure, filters, names, nifti, schema, sidecar, staging, tsv
 from bidsdeid.context import BidsImage, ParticipantContext
 from bidsdeid.errors import ExitCode, is_disk_full
-from bidsdeid.privacy.leakscan import Matcher, skipped_kinds
+from bidsdeid.privacy.identifiers import BIRTH_DATE_KEYWORDS
+from bidsdeid.privacy.leakscan import Matcher, label_holds_identifier, skipped_kinds
 
 STAGE = "copy BIDS inputs"
 
@@ -61,7 +68,8 @@ def collect_identifiers(ctx: ParticipantContext, meta: dict[str, Any]) -> None:
     for key in _SIDECAR_DATES:
         value = meta.get(key)
         if isinstance(value, str) and len(value) >= 8:
-            ids.add_date(value[:10], f"sidecar {key}")
+            ids.add_date(value[:10], f"sidecar {key}",
+                         kind="birthdate" if key in BIRTH_DATE_KEYWORDS else "date")
 
 
 def _invalid_sidecars(ctx: ParticipantContext) -> list[Path]:
@@ -103,19 +111,19 @@ def _scans_times(ctx: ParticipantContext) -> dict[str, dt.datetime]:
     """ORIGINAL acq_time of every input image, from the input scans.tsv files."""
     times: dict[str, dt.datetime] = {}
     assert ctx.bids_root is not None
-    for tsv in sorted(ctx.bids_root.rglob("*_scans.tsv")):
+    for table in sorted(ctx.bids_root.rglob("*_scans.tsv")):
         try:
-            with open(tsv, encoding="utf-8", newline="") as fh:
+            with open(table, encoding="utf-8", newline="") as fh:
                 for row in csv.DictReader(fh, delimiter="\t"):
                     name, when = (row.get("filename") or "").strip(), (row.get("acq_time") or "")
                     try:
                         parsed = dt.datetime.fromisoformat(when.strip().replace("Z", ""))
                     except ValueError:
                         continue
-                    times[str((tsv.parent / name).resolve())] = parsed.replace(tzinfo=None)
+                    times[str((table.parent / name).resolve())] = parsed.replace(tzinfo=None)
                     ctx.identifiers.add_date(when.strip()[:10], "input scans.tsv acq_time")
         except (OSError, UnicodeDecodeError, csv.Error):
-            ctx.warn(STAGE, str(tsv.relative_to(ctx.config.bids_dir)), "unreadable scans.tsv")
+            ctx.warn(STAGE, str(table.relative_to(ctx.config.bids_dir)), "unreadable scans.tsv")
     return times
 
 
@@ -129,6 +137,21 @@ def _out_entities(ctx: ParticipantContext, entities: dict[str, str]) -> dict[str
         else:
             out.pop("ses")
     return out
+
+
+def _identifier_in_labels(ctx: ParticipantContext, matcher: Matcher,
+                          entities: dict[str, str], out_entities: dict[str, str]
+                          ) -> str | None:
+    """The entity whose label (as published) holds an identifier, else None. The
+    leak scan matches on word boundaries; a label is checked inside its words too
+    (``acq-jdoe``, ``ses-visit20220711``). Labels bidsdeid replaced (``sub``, a
+    relabelled ``ses``) are its own pseudonyms."""
+    for key, label in out_entities.items():
+        if key == "sub" or (key == "ses" and label != entities.get("ses")):
+            continue
+        if label_holds_identifier(ctx.identifiers, matcher, key, label):
+            return key
+    return None
 
 
 def _rewrite_intended_for(ctx: ParticipantContext, value: Any) -> list[str] | None:
@@ -150,7 +173,16 @@ def _rewrite_intended_for(ctx: ParticipantContext, value: Any) -> list[str] | No
     return sorted(out)
 
 
-def run(ctx: ParticipantContext) -> None:
+FOUND = "bids_inputs"
+"""``ctx.results`` key: the participant's BIDS images with their metadata, and their
+original acquisition times (:func:`load`)."""
+
+
+def load(ctx: ParticipantContext) -> None:
+    """Part of stage 1: find the participant's BIDS images and collect the identifiers
+    of their sidecars, NIfTI header text and input ``scans.tsv`` dates, so that every
+    later stage knows them (labels are checked against them before anything is
+    named)."""
     if ctx.bids_root is None:
         return
     found = _layout_files(ctx)
@@ -163,6 +195,15 @@ def run(ctx: ParticipantContext) -> None:
                 ctx.identifiers.add("text", text, "input NIfTI header text")
         except (nifti.NiftiError, OSError):
             pass
+    ctx.results[FOUND] = (found, times)
+
+
+def run(ctx: ParticipantContext) -> None:
+    if ctx.bids_root is None:
+        return
+    if FOUND not in ctx.results:
+        load(ctx)
+    found, times = ctx.results[FOUND]
     matcher = Matcher(ctx.identifiers, skipped_kinds(ctx.config))
     for f, meta in found:
         _copy_one(ctx, Path(f.path), str(f.entities.get("datatype", "")), meta, times, matcher)
@@ -178,8 +219,20 @@ def _copy_one(ctx: ParticipantContext, path: Path, datatype: str, meta: dict[str
     entities, suffix, _ext = parsed
     if ctx.config.session_label and entities.get("ses") not in ctx.config.session_label:
         return
+    epi = exposure.sidecar_says_epi(suffix, meta, exposure.volumes_of(path))
+    exposed = exposure.face_exposed(path, datatype, echo_planar=epi)
+    if exposed:
+        ctx.warn(STAGE, where, f"left out: {exposed} (file it under anat/ with an anatomical "
+                 "suffix to have it defaced)", ExitCode.DATA)
+        return
     out_entities = _out_entities(ctx, entities)
     if not filters.keep(ctx.config.bids_filters, datatype, suffix, out_entities):
+        return
+    hidden = _identifier_in_labels(ctx, matcher, entities, out_entities)
+    if hidden is not None:
+        ctx.error(STAGE, where, f"its {hidden} label holds an identifier of the participant "
+                  "(a name, ID, date or original label, possibly inside a word): rename "
+                  "the file (and --relabel for sub-/ses- labels)")
         return
     raw = dict(meta)
     if "IntendedFor" in raw:
@@ -226,7 +279,15 @@ def _copy_one(ctx: ParticipantContext, path: Path, datatype: str, meta: dict[str
         src = path.with_name(base + companion)
         if src.is_file():
             dst = rel[: -len(f"_{suffix}.nii.gz")] + companion
-            staging.stage_copy(ctx, src, dst)
+            scrubbed = tsv.without_identity_columns(src) if companion.endswith(".tsv") \
+                else None
+            if scrubbed is None:
+                staging.stage_copy(ctx, src, dst)
+            else:
+                staging.stage_text(ctx, dst, scrubbed[0])
+                ctx.warn(STAGE, str(src.relative_to(ctx.config.bids_dir)),
+                         f"columns left out (they name the participant, the session, a "
+                         f"date or a computer): {', '.join(scrubbed[1])}")
             image.extra_files.append(dst)
     staging.write_sidecar(ctx, image)
     ctx.images.append(image)

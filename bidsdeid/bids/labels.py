@@ -18,7 +18,11 @@
 every participant (it is the only way back to the person: keep it private). It is
 updated under a file lock and written atomically, so parallel tasks never lose rows.
 Replaced labels are added to the participant's identifiers, so the leak scan fails if
-an original label reaches the output.
+an original label reaches the output. A session label with a date in it (``ses-20220711``)
+adds that date to them. Labels published as the input has them (``keep``, sessions and
+the site's labels under ``--id-map``) must hold no identifier, even inside a word
+(``sub-smith01``): else the participant fails at once (exit 65), pointing at
+``--relabel``.
 """
 
 from __future__ import annotations
@@ -26,9 +30,11 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from bidsdeid.bids import tsv
 from bidsdeid.context import ParticipantContext
 from bidsdeid.convert.facts import facts_of
 from bidsdeid.errors import DataError
@@ -205,5 +211,40 @@ def assign(ctx: ParticipantContext) -> None:
     if label != ctx.input_label:
         ctx.identifiers.add_label(ctx.input_label, "original participant label")
     for ses, new in session_map.items():
-        if ses is not None and new != ses:
+        if ses is None:
+            continue
+        for date in _dates_in_label(ses):  # ses-20220711 names the day of the visit
+            ctx.identifiers.add_date(date, "session label")
+        if new != ses:
             ctx.identifiers.add_label(ses, "original session label")
+    _check_published_labels(ctx)
+
+
+def _dates_in_label(label: str) -> list[str]:
+    """The dates (YYYYMMDD) written in a label, as eight digits of their own."""
+    return [d for run in re.findall(r"(?<![0-9])[0-9]{8}(?![0-9])", label)
+            for d in tsv.dates_in(run)]
+
+
+def _check_published_labels(ctx: ParticipantContext) -> None:
+    """Labels published as the input has them (``keep``, a session under ``--id-map``,
+    the site's own id-map label) must hold no identifier of the participant, even
+    inside a word (``sub-smith01``, ``ses-visit20220711``): the participant fails
+    before anything is made (bad input, exit 65), with the way out."""
+    from bidsdeid.privacy.leakscan import Matcher, label_holds_identifier, skipped_kinds
+
+    published = []
+    if ctx.output_label == ctx.input_label or ctx.config.id_map:
+        published.append(("participant", "sub", ctx.output_label))
+    published += [("session", "ses", new) for ses, new in ctx.session_map.items()
+                  if ses is not None and new == ses]
+    if not published:
+        return
+    matcher = Matcher(ctx.identifiers, skipped_kinds(ctx.config))
+    for what, key, value in published:
+        if label_holds_identifier(ctx.identifiers, matcher, key, value):
+            raise DataError(f"sub-{ctx.input_label}: the {what} label {key}-{value} holds an "
+                            "identifier of the participant (a name, ID or date, possibly "
+                            "inside a word); publish it with --relabel sequential or "
+                            "--relabel random" + (" (or another label in --id-map)"
+                                                  if ctx.config.id_map else ""))

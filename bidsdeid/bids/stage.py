@@ -1,6 +1,7 @@
 """Stage 1: load a participant's inputs and collect its identifiers.
 
-Indexes the raw DICOM (headers only) and finds the BIDS NIfTI input folder. Every
+Indexes the raw DICOM (headers only) and finds the BIDS NIfTI inputs
+(:func:`bidsdeid.bids.inputs.load`). Every
 header read goes through :meth:`Identifiers.add_dataset`, so the leak scan knows
 every name, ID, date, UID, institution and device of the participant, whatever
 file it came from. Identifiers are saved in the private state dir (the group level
@@ -8,7 +9,9 @@ rescans the whole dataset with them). The same read also collects the per-file f
 the series heuristic needs (:class:`bidsdeid.convert.facts.FactsCollector`), so no
 header is read twice. With ``--nprocs`` > 1, worker processes read the headers, each
 into its own collector, folded back in file order (the same result as one read); a
-site rules file's header hooks keep the read in this process.
+site rules file's header hooks keep the read in this process. The participant's
+rows of the input tables (:mod:`bidsdeid.bids.tsv`) and the BIDS inputs' sidecars and
+header text are collected here too.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import Callable
 
 from pydicom.dataset import Dataset
 
+from bidsdeid.bids import inputs, tsv
 from bidsdeid.context import ParticipantContext
 from bidsdeid.convert.facts import FactsCollector
 from bidsdeid.dicom.index import HeaderCollector, index_participant
@@ -92,3 +96,7 @@ def read_inputs(ctx: ParticipantContext) -> None:
         raise DataError(f"sub-{ctx.input_label}: nothing to convert (no readable DICOM under "
                         f"sourcedata/sub-{ctx.input_label} and no sub-{ctx.input_label}/ "
                         "BIDS folder)")
+    # the input's own tables (birth dates, visit dates, hospital numbers in extra
+    # columns) and the BIDS images' sidecars and headers
+    tsv.collect_identifiers(ctx.identifiers, cfg.bids_dir, ctx.input_label)
+    inputs.load(ctx)

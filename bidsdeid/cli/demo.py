@@ -33,7 +33,7 @@ LABEL = "demo01"
 STUDY_DATE = dt.date(2024, 3, 15)
 FAKE = {
     "PatientName": "DEMOPERSON^ALICE^Q",
-    "PatientID": "DEMO-PID-55123",
+    "PatientID": "PID-55123",
     "PatientBirthDate": "19301002",  # 93 on the study date
     "PatientAge": "093Y",
     "PatientSex": "F",
@@ -45,8 +45,8 @@ FAKE = {
     "DeviceSerialNumber": "SN-DEMO-918273",
     "OperatorsName": "OPRAWSKI^BOB",
     "ReferringPhysicianName": "REFERWIN^CAROL",
-    "AccessionNumber": "ACC-DEMO-4711",
-    "StudyID": "STUDY-DEMO-9",
+    "AccessionNumber": "ACC-4711",
+    "StudyID": "STUDY-9",
     "StudyDescription": "Demo brain research",
     "SeriesDescription": "t1_mprage_sag DEMOPERSON",
     "ProtocolName": "t1_mprage_sag",

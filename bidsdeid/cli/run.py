@@ -83,6 +83,8 @@ def config_from_args(args: object) -> RunConfig:
         raise UsageError("--dry-run and --inventory-only work at the participant level")
     if a.template and not 1 <= len(a.template) <= 3:
         raise UsageError("--template takes HEAD [FACE_MASK [BRAIN_MASK]]")
+    if a.deface_modalities:
+        _check_deface_modalities(a.deface_modalities)
     filters = a.bids_filter_file
     deid = DeidOptions(
         retain_safe_private=a.retain_safe_private,
@@ -120,6 +122,24 @@ def config_from_args(args: object) -> RunConfig:
         dry_run=a.dry_run, inventory_only=a.inventory_only, send_to=a.send_to,
         deid=deid, deface=deface, run_id=run_id,
     )
+
+
+def _check_deface_modalities(values: list[str]) -> None:
+    """Anatomical BIDS suffixes, or ``none`` alone (exit 64 otherwise): a misspelt
+    suffix (``T1`` for ``T1w``) would otherwise leave every image undefaced."""
+    from bidsdeid.context import ANAT_SUFFIXES
+
+    known = {s.lower(): s for s in ANAT_SUFFIXES}
+    lowered = [v.lower() for v in values]
+    if "none" in lowered:
+        if len(lowered) > 1:
+            raise UsageError("--deface-modalities none stands alone (it turns defacing off)")
+        return
+    bad = [v for v in values if v.lower() not in known]
+    if bad:
+        raise UsageError(f"--deface-modalities: not an anatomical BIDS suffix: "
+                         f"{', '.join(bad)} (give some of {', '.join(ANAT_SUFFIXES)}; or "
+                         "none alone)")
 
 
 def _site_files(a: object, deid: DeidOptions) -> None:

@@ -5,7 +5,8 @@
    run dcm2niix on the original files of each series to convert, in parallel
    (``--nprocs``), in the private work dir; a failure is an error for that series and
    the others go on;
-3. name the images (:mod:`bidsdeid.convert.naming`), drop those the
+3. name the images (:mod:`bidsdeid.convert.naming`), leave out series that would
+   publish a face outside ``anat/`` (:mod:`bidsdeid.bids.exposure`), drop those the
    ``--bids-filter-file`` does not select, check the names hold no identifier;
 4. scrub the sidecars (:mod:`bidsdeid.bids.sidecar`), check the fields BIDS requires,
    and stage NIfTI (header text cleared, gzip mtime 0), JSON, bval/bvec, aslcontext;
@@ -18,12 +19,11 @@
 
 from __future__ import annotations
 
-import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from bidsdeid.bids import filters, names, schema, sidecar, staging
+from bidsdeid.bids import exposure, filters, names, schema, sidecar, staging
 from bidsdeid.context import BidsImage, ParticipantContext
 from bidsdeid.convert import asl, dcm2niix, geometry
 from bidsdeid.convert.facts import facts_of
@@ -31,7 +31,6 @@ from bidsdeid.convert.heuristic import Decision
 from bidsdeid.convert.naming import Named, number_repeats, roles, short_name
 from bidsdeid.convert.plan import Plan, decide, log_decisions, write_table
 from bidsdeid.errors import ExitCode
-from bidsdeid.privacy.identifiers import ascii_spellings
 from bidsdeid.privacy.leakscan import Matcher, skipped_kinds
 from bidsdeid.utils.atomic import write_json
 
@@ -109,18 +108,33 @@ def _named(ctx: ParticipantContext, plans: list[Plan]) -> list[Named]:
     return items
 
 
+def _unexposed(ctx: ParticipantContext, items: list[Named]) -> list[Named]:
+    """Leave out every image of a series that would publish a face without defacing (a
+    high-resolution, non-EPI head named as anything but anatomical:
+    :mod:`bidsdeid.bids.exposure`); bad input, exit 65."""
+    exposed: dict[int, str] = {}
+    for n in items:
+        why = exposure.face_exposed(n.output.nii, n.datatype, echo_planar=n.facts.echo_planar)
+        if why and id(n.origin) not in exposed:
+            exposed[id(n.origin)] = why
+            msg = (f"left out: {why} (a --mapping-file rule to an anatomical suffix has "
+                   "it defaced)")
+            ctx.warn(STAGE, n.origin.where, msg, ExitCode.DATA)
+            n.origin.notes.append(msg)
+    return [n for n in items if id(n.origin) not in exposed]
+
+
 def _hides_identifier(ctx: ParticipantContext, entities: dict[str, str]) -> bool:
     """True if a label taken from a description contains a name, ID or label of the
     participant even inside a word (``task-johnsmith``): stricter than the token match."""
-    labels = [entities[k].lower() for k in _FROM_DESCRIPTION if entities.get(k)]
-    if not labels:
-        return False
-    for tok in ctx.identifiers.tokens(("name", "id", "label", "institution", "device")):
-        for spelling in ascii_spellings(tok.text):  # Müller: muller and mueller
-            needle = re.sub(r"[^a-z0-9]", "", spelling.lower())
-            if len(needle) >= 4 and any(needle in label for label in labels):
-                return True
-    return False
+    labels = [entities[k] for k in _FROM_DESCRIPTION if entities.get(k)]
+    return ctx.identifiers.hidden_in_labels(labels, least_name=3) is not None
+
+
+def _in_path(matcher: Matcher, name: str) -> bool:
+    """Whether a file name would hold an identifier, as the leak scan searches paths
+    (dates inside labels included)."""
+    return next(matcher.finditer_path(name), None) is not None
 
 
 def _safe_names(ctx: ParticipantContext, items: list[Named], matcher: Matcher) -> list[Named]:
@@ -128,14 +142,14 @@ def _safe_names(ctx: ParticipantContext, items: list[Named], matcher: Matcher) -
     kept = []
     for n in items:
         text = names.build_name(n.entities, n.suffix, "")
-        if matcher.first(text) is not None or _hides_identifier(ctx, n.entities):
+        if _in_path(matcher, text) or _hides_identifier(ctx, n.entities):
             for key in _FROM_DESCRIPTION:
                 if key in n.entities:
                     n.entities[key] = "unknown" if key in ("task", "dir") else ""
             n.entities = {k: v for k, v in n.entities.items() if v}
             msg = "a label taken from the description matched an identifier: replaced"
             ctx.warn(STAGE, n.origin.where, msg)
-            if matcher.first(names.build_name(n.entities, n.suffix, "")) is not None:
+            if _in_path(matcher, names.build_name(n.entities, n.suffix, "")):
                 ctx.warn(STAGE, n.origin.where, "left out: its name holds an identifier")
                 continue
         n.entities, _dropped = names.fit_entities(n.datatype, n.suffix, n.entities)
@@ -213,7 +227,7 @@ def run(ctx: ParticipantContext) -> None:
     _broken_geometry(ctx, plans)
     _convert_all(ctx, plans)
     t2 = time.monotonic()
-    items = _safe_names(ctx, _named(ctx, plans), matcher)
+    items = _safe_names(ctx, _unexposed(ctx, _named(ctx, plans)), matcher)
     by_session: dict[str | None, list[Named]] = {}
     for n in items:
         by_session.setdefault(n.session, []).append(n)

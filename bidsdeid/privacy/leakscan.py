@@ -38,7 +38,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from bidsdeid.context import ParticipantContext
-from bidsdeid.privacy.identifiers import Identifiers, Token, ascii_spellings
+from bidsdeid.privacy.identifiers import DATE_KINDS, Identifiers, Token, ascii_spellings
 from bidsdeid.utils import gz
 from bidsdeid.utils.atomic import write_json
 
@@ -171,6 +171,7 @@ class Matcher:
 
     def __init__(self, identifiers: Identifiers, skip_kinds: Iterable[str] = ()) -> None:
         skip = set(skip_kinds)
+        self._identifiers, self._skip = identifiers, frozenset(skip)
         self.by_bytes: dict[bytes, Token] = {}
         for tok in identifiers.tokens():  # longest first: keep the most specific source
             if tok.kind in skip:
@@ -182,19 +183,21 @@ class Matcher:
             body = _trie_pattern(sorted(self.by_bytes))
             self._regexes.append(re.compile(_BOUNDARY_BEFORE + b"(?:" + body + b")"
                                             + _BOUNDARY_AFTER, re.IGNORECASE))
-        dates = sorted(k for k, t in self.by_bytes.items() if t.kind == "date")
+        dates = sorted(k for k, t in self.by_bytes.items() if t.kind in DATE_KINDS)
         if dates:
             self._regexes.append(re.compile(_BOUNDARY_BEFORE + b"(?:" + _trie_pattern(dates)
                                             + b")" + _DATE_AFTER, re.IGNORECASE))
         # In a path a date is found inside a label too (ses-visit20220711, sub-jd220711),
         # two-digit years included: labels are letters and digits, so only digits may
         # not touch it
-        self._path_dates: dict[bytes, Token] = {}
+        self._path_dates = {k: t for k, t in self.by_bytes.items() if t.kind in DATE_KINDS}
+        short = [("birthdate", identifiers.short_birthdates)]
         if "date" not in skip:
-            self._path_dates = {k: t for k, t in self.by_bytes.items() if t.kind == "date"}
-            for text, src in identifiers.short_dates.items():
+            short.append(("date", identifiers.short_dates))
+        for kind, forms in short:
+            for text, src in forms.items():
                 self._path_dates.setdefault(text.encode("ascii", "replace").lower(),
-                                            Token("date", text, src))
+                                            Token(kind, text, src))
         self._path_regex = re.compile(rb"(?<![0-9])(?:" + _trie_pattern(
             sorted(self._path_dates)) + rb")(?![0-9])", re.IGNORECASE) \
             if self._path_dates else None
@@ -220,8 +223,15 @@ class Matcher:
                     yield tok, m.start(), found
 
     def finditer_path(self, rel: str) -> Iterator[tuple[Token, int, bytes]]:
-        """The tokens in a file or folder name relative to the output root."""
-        return self.finditer(rel.encode("utf-8", "surrogateescape"), path=True)
+        """The tokens in a file or folder name relative to the output root, and the
+        short IDs and replaced labels inside its entity labels
+        (:meth:`Identifiers.numbers_in_labels`)."""
+        yield from self.finditer(rel.encode("utf-8", "surrogateescape"), path=True)
+        if self._identifiers.short_numbers:
+            for pos, label in _entity_labels(rel):
+                tok = self._identifiers.numbers_in_labels([label], skip=self._skip)
+                if tok is not None:
+                    yield tok, pos, label.encode("utf-8", "surrogateescape")
 
     def first(self, text: str | bytes) -> Token | None:
         """The first token found in ``text`` (for checking a value before keeping it)."""
@@ -229,6 +239,20 @@ class Matcher:
         for tok, _pos, _found in self.finditer(data):
             return tok
         return None
+
+
+INDEX_ENTITIES = frozenset({"sub", "ses", "run", "echo", "flip", "inv", "mt", "chunk",
+                            "split"})
+"""Entities whose labels bidsdeid writes itself (the output participant and session)
+or that are plain index numbers: short numbers are not sought in them."""
+
+
+def _entity_labels(rel: str) -> Iterator[tuple[int, str]]:
+    """(offset, label) of every BIDS entity label in a relative path but those of
+    :data:`INDEX_ENTITIES`."""
+    for m in re.finditer(r"(?:(?<=[/_])|^)([a-zA-Z]+)-([a-zA-Z0-9]+)", rel):
+        if m.group(1).lower() not in INDEX_ENTITIES:
+            yield m.start(2), m.group(2)
 
 
 # -- file types ------------------------------------------------------------------------
@@ -466,6 +490,15 @@ def _dedupe(hits: list[Hit]) -> list[Hit]:
             seen.add(key)
             out.append(h)
     return out
+
+
+def label_holds_identifier(identifiers: Identifiers, matcher: Matcher, key: str,
+                           label: str) -> bool:
+    """Whether publishing the BIDS label ``key-label`` would publish an identifier: as
+    the leak scan searches a path (dates inside labels included), or inside the words
+    of the label (:meth:`Identifiers.hidden_in_labels`)."""
+    return (identifiers.hidden_in_labels([label]) is not None
+            or next(matcher.finditer_path(f"{key}-{label}"), None) is not None)
 
 
 def skipped_kinds(config: object) -> list[str]:

@@ -21,7 +21,7 @@ from typing import Any
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
-from bidsdeid.privacy.identifiers import KINDS, Identifiers
+from bidsdeid.privacy.identifiers import BIRTH_DATE_KEYWORDS, KINDS, Identifiers
 
 
 class KeptValues:
@@ -51,7 +51,8 @@ class KeptValues:
         if vr == "PN":
             tokens.add_name(value, target)
         elif vr in ("DA", "DT"):
-            tokens.add_date(value[:10], target)
+            tokens.add_date(value[:10], target,
+                            kind="birthdate" if target in BIRTH_DATE_KEYWORDS else "date")
         self.occurrences[target] += 1
         self._discard(target, tokens)
 
