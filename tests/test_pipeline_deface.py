@@ -1,8 +1,9 @@
 """End to end with real defacing: DICOM and BIDS inputs of real heads through the CLI.
 
-One study, three participants: the Philips session (DICOM, adult T1w), ds000031 (BIDS
-T1w with full face and neck) and the niivue pair (BIDS T1w and T2w of one person, not
-aligned: the T2w is co-registered and loses the same face). What is pinned here is
+One study, four participants: the Philips session (DICOM, adult T1w), ds000031 (BIDS
+T1w with full face and neck), the niivue pair (BIDS T1w and T2w of one person, not
+aligned: the T2w is co-registered and loses the same face) and the Siemens XA30 T1w
+(enhanced DICOM, 2 mm). What is pinned here is
 what only the whole pipeline shows: every published anatomical image is defaced
 exactly where its published mask says, no brain voxel is removed, the QC face check
 sees a face before and none after on each adult head, and the dataset validates.
@@ -27,13 +28,15 @@ ANAT = {
     "sub-02/anat/sub-02_T1w.nii.gz": "nifti/ds000031/ds000031_sub-01_ses-006_run-001_T1w",
     "sub-03/anat/sub-03_T1w.nii.gz": "nifti/niivue_register/T1_head_ext2",
     "sub-03/anat/sub-03_T2w.nii.gz": "nifti/niivue_register/T2w",
+    "sub-04/anat/sub-04_acq-tfl_T1w.nii.gz": None,  # the XA30 T1w (enhanced, 2 mm)
 }
+XA30_T1W = "dicom/siemens_xa30_enhanced/5_anat-T1w_acq-tfl"
 
 
 @pytest.fixture(scope="module")
 def run(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     root = tmp_path_factory.mktemp("deface_e2e")
-    study = make_dicom_study(shared_data, root / "study", {"01": "philips"})
+    study = make_dicom_study(shared_data, root / "study", {"01": "philips", "04": XA30_T1W})
     for rel, src in ANAT.items():
         if src is None:
             continue
@@ -88,7 +91,7 @@ def test_published_image_is_defaced_exactly_where_its_mask_says(
         assert bytes(img.header["descrip"]).strip(b"\x00") == b""
 
 
-@pytest.mark.parametrize("sub", ["sub-01", "sub-02", "sub-03"])
+@pytest.mark.parametrize("sub", ["sub-01", "sub-02", "sub-03", "sub-04"])
 def test_qc_sees_a_face_before_none_after_and_no_brain_removed(run: SimpleNamespace,
                                                                sub: str) -> None:
     qc = _qc(run, sub)
@@ -101,6 +104,12 @@ def test_qc_sees_a_face_before_none_after_and_no_brain_removed(run: SimpleNamesp
             # the niivue T2w is a slab from brow to nose: no detector sees a whole face
             assert im["role"] == "coregistered" and im["anchor"].endswith("_T1w.nii.gz")
             assert im["face_check"]["status"] in ("pass", "inconclusive")
+        elif sub == "sub-04":
+            # the XA30 cut surface opens the orbits and the oral cavity in a face-like
+            # pattern (frontal and a little profile, no nose): a look is asked for
+            assert im["face_check"]["before"]["face"] is True
+            assert im["face_check"]["status"] in ("pass", "review"), im["face_check"]
+            assert im["face_check"]["after"]["nose_mm"] < 9
         else:
             assert im["face_check"]["before"]["face"] is True
             assert im["face_check"]["status"] == "pass", im["face_check"]
@@ -117,7 +126,7 @@ def test_group_validates_and_scans_clean(run: SimpleNamespace) -> None:
 
 
 def test_before_images_stay_private(run: SimpleNamespace) -> None:
-    for sub in ("sub-01", "sub-02", "sub-03"):
+    for sub in ("sub-01", "sub-02", "sub-03", "sub-04"):
         private_page = run.private / "reports" / f"{sub}.html"
         shared_page = run.out / "derivatives" / "bidsdeid" / f"{sub}.html"
         assert 'alt="front, before defacing"' in private_page.read_text()

@@ -110,6 +110,18 @@ def test_judge_rules() -> None:
     assert face.judge(None, clean).status == "inconclusive"
     assert face.judge(clean, seen).status == "fail"
     assert face.judge(seen, None).status == "not defaced"
+    # the frontal pattern backed by a profile count: a second sign when the profile
+    # keeps PROFILE_KEPT of the head's own count before, else only a look is asked for
+    # (the shared XA30 T1w's cut surface: frontal 41, profile 23 of 171, nose gone)
+    before = face.FaceEvidence({"front/frontal": 267.0, "right45/profile": 171.0}, 21.8)
+    cut = face.FaceEvidence({"front/frontal": 41.0, "right45/profile": 23.0}, 5.8)
+    missed = face.FaceEvidence({"front/frontal": 116.0, "right45/profile": 73.0}, 5.8)
+    assert face.judge(before, cut).status == "review"
+    assert face.judge(before, missed).status == "fail"
+    assert cut.face  # with nothing to compare with, the absolute rule holds
+    low = face.FaceEvidence({"front/frontal": 169.0, "right45/profile": 17.0}, 17.7)
+    faint = face.FaceEvidence({"front/frontal": 41.0, "right45/profile": 10.0}, 5.8)
+    assert face.judge(low, faint).status == "fail"  # never below HAAR_WEAK
 
 
 def pydeface_head_and_face_mask() -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
