@@ -231,3 +231,17 @@ def test_a_study_code_in_the_ids_and_the_labels_is_no_leak(shared_data: Path,
     assert _run(study, out) == 0
     assert (out / "sub-nimh01" / "func" / "sub-nimh01_task-unknown_bold.nii.gz").is_file()
     assert _holding(out, "55123") == []
+
+
+def test_a_research_id_that_is_also_the_kept_label_is_published(shared_data: Path,
+                                                                 tmp_path: Path) -> None:
+    """PatientID 001 on the scanner, sub-001 in the study, --relabel keep: the label is
+    published on purpose; a three-digit ID is sought only inside other labels."""
+    study = make_dicom_study(shared_data, tmp_path / "study", {"001": "ge"})
+    for p in sorted((study / "sourcedata" / "sub-001").rglob("*.dcm")):
+        ds = pydicom.dcmread(p)
+        ds.PatientID = "001"
+        ds.save_as(p)
+    out = tmp_path / "out"
+    assert _run(study, out) == 0
+    assert (out / "sub-001" / "func" / "sub-001_task-unknown_bold.nii.gz").is_file()

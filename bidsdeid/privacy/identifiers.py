@@ -300,16 +300,17 @@ class Identifiers:
                if not (k == "text" and t.upper() in self.technical)]
         return sorted(out, key=lambda tok: (-len(tok.text), tok.kind, tok.text))
 
-    def hidden_in_labels(self, labels: Iterable[str], *, least_name: int = 4
-                         ) -> Token | None:
+    def hidden_in_labels(self, labels: Iterable[str], *, least_name: int = 4,
+                         numbers: bool = True) -> Token | None:
         """A name, ID, original label, institution or device hidden inside one of the
         BIDS entity ``labels`` even within a word (``task-johnsmith``, ``acq-jdoe1``):
         stricter than the leak scan's match on word boundaries. Tokens are compared
         without their punctuation and in their ASCII spellings (Müller: muller,
         mueller), names from ``least_name`` characters (3 where a hit only replaces a
         label taken from a description), the other kinds from 4, parts of IDs not at
-        all (:attr:`id_parts`); short IDs and replaced labels as
-        :meth:`numbers_in_labels` finds them."""
+        all (:attr:`id_parts`); with ``numbers``, short IDs and replaced labels as
+        :meth:`numbers_in_labels` finds them (not for a participant's own label kept
+        as it is: a research ID of three digits is often both PatientID and label)."""
         lowered = [re.sub(r"[^a-z0-9]", "", label.lower()) for label in labels if label]
         if not lowered:
             return None
@@ -321,7 +322,7 @@ class Identifiers:
                 needle = re.sub(r"[^a-z0-9]", "", spelling.lower())
                 if len(needle) >= least and any(needle in label for label in lowered):
                     return tok
-        return self.numbers_in_labels(lowered)
+        return self.numbers_in_labels(lowered) if numbers else None
 
     def numbers_in_labels(self, labels: Iterable[str], skip: Iterable[str] = ()
                           ) -> Token | None:

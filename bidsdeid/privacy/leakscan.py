@@ -496,9 +496,10 @@ def label_holds_identifier(identifiers: Identifiers, matcher: Matcher, key: str,
                            label: str) -> bool:
     """Whether publishing the BIDS label ``key-label`` would publish an identifier: as
     the leak scan searches a path (dates inside labels included), or inside the words
-    of the label (:meth:`Identifiers.hidden_in_labels`)."""
-    return (identifiers.hidden_in_labels([label]) is not None
-            or next(matcher.finditer_path(f"{key}-{label}"), None) is not None)
+    of the label (:meth:`Identifiers.hidden_in_labels`; short numbers not in ``sub``
+    and ``ses`` labels, as the leak scan does)."""
+    return (identifiers.hidden_in_labels([label], numbers=key not in ("sub", "ses"))
+            is not None or next(matcher.finditer_path(f"{key}-{label}"), None) is not None)
 
 
 def skipped_kinds(config: object) -> list[str]:
